@@ -448,6 +448,9 @@ func (c *Consumer) Read(ctx context.Context, after uint64, max int) ([]Entry, er
 		}
 		return nil
 	})
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		err = ErrClosed
+	}
 	if err != nil {
 		return nil, fmt.Errorf("journal consumer %q read: %w", c.name, err)
 	}
@@ -458,6 +461,11 @@ func (c *Consumer) Read(ctx context.Context, after uint64, max int) ([]Entry, er
 // Append wakes it; there is no polling.
 func (c *Consumer) Next(ctx context.Context, after uint64, max int) ([]Entry, error) {
 	for {
+		select {
+		case <-c.j.stop:
+			return nil, ErrClosed
+		default:
+		}
 		c.j.mu.Lock()
 		last, wake := c.j.last, c.j.notify
 		c.j.mu.Unlock()
@@ -530,6 +538,9 @@ func (c *Consumer) AckTx(ctx context.Context, fn func(tx *Tx) error, seqs ...uin
 		if err != nil {
 			return err
 		}
+		if err := checkAckable(btx, c.name, seqs); err != nil {
+			return err
+		}
 		return applyAcks(cb, seqs)
 	})
 	if err != nil {
@@ -539,10 +550,25 @@ func (c *Consumer) AckTx(ctx context.Context, fn func(tx *Tx) error, seqs ...uin
 }
 
 func (c *Consumer) validate(seqs []uint64) error {
-	last := c.j.LastSeq()
 	for _, s := range seqs {
-		if s == 0 || s > last {
-			return fmt.Errorf("journal consumer %q: ack of unknown seq %d (last is %d)", c.name, s, last)
+		if s == 0 {
+			return fmt.Errorf("journal consumer %q: ack of seq 0", c.name)
+		}
+	}
+	return nil
+}
+
+// checkAckable rejects seqs that were never journaled. It reads the
+// committed last seq in the ack's own transaction: a reader can see an entry
+// before Append has published its seq in memory.
+func checkAckable(tx *bolt.Tx, consumer string, seqs []uint64) error {
+	var last uint64
+	if v := tx.Bucket(bucketJournalMeta).Get(keyLastSeq); v != nil {
+		last = beU64(v)
+	}
+	for _, s := range seqs {
+		if s > last {
+			return fmt.Errorf("journal consumer %q: ack of unknown seq %d (last is %d)", consumer, s, last)
 		}
 	}
 	return nil
@@ -609,6 +635,10 @@ func (j *Journal) ackCommitter() {
 				cb := all.Bucket([]byte(r.consumer))
 				if cb == nil {
 					perReq[i] = fmt.Errorf("journal consumer %q is not registered", r.consumer)
+					continue
+				}
+				if err := checkAckable(tx, r.consumer, r.seqs); err != nil {
+					perReq[i] = err
 					continue
 				}
 				if err := applyAcks(cb, r.seqs); err != nil {

@@ -202,3 +202,5 @@ func (k *KVTx) usage() int64 {
 func (k *KVTx) setUsage(n int64) error {
 	return k.tx.tx.Bucket(bucketKVUsage).Put([]byte(k.plugin), u64(uint64(n)))
 }
+
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
