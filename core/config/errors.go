@@ -73,18 +73,16 @@ func (e *Error) Unwrap() []error {
 	return errs
 }
 
-// sortProblems orders problems by position; problems without a line come
-// first (they are usually about the file as a whole).
+// sortProblems orders problems by position, keeping the order they were
+// found in otherwise; problems without a line come first (they are about
+// the file as a whole).
 func sortProblems(ps []Problem) {
 	sort.SliceStable(ps, func(i, j int) bool {
 		a, b := ps[i], ps[j]
 		if a.Line != b.Line {
 			return a.Line < b.Line
 		}
-		if a.Col != b.Col {
-			return a.Col < b.Col
-		}
-		return a.Path < b.Path
+		return a.Col < b.Col
 	})
 }
 

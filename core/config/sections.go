@@ -59,6 +59,11 @@ func decodeServer(d *decoder, c *Config, top *fields) {
 		return
 	}
 	s := &c.Server
+	defer func() {
+		if s.Type == ServerTest && s.DC == 0 {
+			s.DC = DefaultTestDC
+		}
+	}()
 	if v.Kind == yaml.ScalarNode {
 		var t string
 		if top.enum("server", &t, serverTypes) {
@@ -127,9 +132,6 @@ func decodeServer(d *decoder, c *Config, top *fields) {
 		if st, err := os.Stat(s.SeedFile); err != nil || st.IsDir() {
 			d.errorf(f.get("seed_file"), f.p("seed_file"), "%s: no such file", s.SeedFile)
 		}
-	}
-	if s.Type == ServerTest && s.DC == 0 {
-		s.DC = DefaultTestDC
 	}
 }
 
