@@ -209,7 +209,7 @@ account:
 			},
 		},
 		{
-			name: "sandbox shorthand needs no account",
+			name:  "sandbox shorthand needs no account",
 			setup: func(t *testing.T, dir string) string { return "server: sandbox\n" },
 			check: func(t *testing.T, c *Config, dir string) {
 				require.Equal(t, ServerSandbox, c.Server.Type)
