@@ -38,7 +38,7 @@ func (t *Tx) AppendAudit(at time.Time, data []byte) error {
 		return err
 	}
 	// Time first for range scans; the sequence keeps equal times distinct and ordered.
-	key := append(u64(uint64(at.UnixNano())), u64(n)...)
+	key := append(u64(timeKey(at)), u64(n)...)
 	return b.Put(key, bytes.Clone(data))
 }
 
@@ -47,8 +47,8 @@ func (a *AuditLog) Range(ctx context.Context, from, to time.Time, limit int) ([]
 	var out []AuditRecord
 	err := a.s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketAudit).Cursor()
-		end := uint64(to.UnixNano())
-		for k, v := c.Seek(u64(uint64(from.UnixNano()))); k != nil && beU64(k) < end; k, v = c.Next() {
+		end := timeKey(to)
+		for k, v := c.Seek(u64(timeKey(from))); k != nil && beU64(k) < end; k, v = c.Next() {
 			if limit > 0 && len(out) >= limit {
 				break
 			}
@@ -69,7 +69,7 @@ func (a *AuditLog) Prune(ctx context.Context, before time.Time) (int, error) {
 		b := tx.Bucket(bucketAudit)
 		var victims [][]byte
 		c := b.Cursor()
-		for k, _ := c.First(); k != nil && int64(beU64(k)) < before.UnixNano(); k, _ = c.Next() {
+		for k, _ := c.First(); k != nil && beU64(k) < timeKey(before); k, _ = c.Next() {
 			victims = append(victims, k)
 		}
 		for _, k := range victims {
@@ -158,4 +158,12 @@ func (o *Outbox) List(ctx context.Context) ([]QueuedAction, error) {
 // Delete removes an action; a missing id is not an error.
 func (o *Outbox) Delete(ctx context.Context, id string) error {
 	return o.s.Update(ctx, func(tx *Tx) error { return tx.DeleteAction(id) })
+}
+
+// timeKey orders times as big-endian keys; times before 1970 clamp to 0.
+func timeKey(t time.Time) uint64 {
+	if t.Before(time.Unix(0, 0)) {
+		return 0
+	}
+	return uint64(t.UnixNano())
 }

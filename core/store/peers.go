@@ -125,7 +125,9 @@ type PeerStore struct{ s *Store }
 // Peers returns the peer store.
 func (s *Store) Peers() *PeerStore { return &PeerStore{s: s} }
 
-func normUsername(u string) string { return strings.ToLower(strings.TrimPrefix(strings.TrimSpace(u), "@")) }
+func normUsername(u string) string {
+	return strings.ToLower(strings.TrimPrefix(strings.TrimSpace(u), "@"))
+}
 
 func normPhone(p string) string {
 	var b strings.Builder
