@@ -468,7 +468,7 @@ func (f *fields) strs(key string, dst *[]string, check func(n *yaml.Node, path, 
 		}
 		out = append(out, it.Value)
 	}
-	if good && items != nil {
+	if good && len(out) > 0 {
 		*dst = out
 	}
 	return good
