@@ -379,7 +379,9 @@ plugins:
 			c, err := Parse("tgrunner.yaml", []byte(yml), LoadOptions{LookupEnv: MapEnv(env), BaseDir: dir})
 			require.NoError(t, err)
 			tt.check(t, c, dir)
+			warnings := c.Warnings
 			require.NoError(t, c.Validate(), "a loaded config stays valid")
+			require.Equal(t, warnings, c.Warnings, "validating again does not pile up warnings")
 		})
 	}
 }

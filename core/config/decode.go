@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -623,14 +622,4 @@ func decodeVersion(d *decoder, c *Config, top *fields) {
 		}
 		c.Version = v
 	}
-}
-
-// sortedKeys is for stable iteration in tests and docs.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

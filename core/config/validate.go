@@ -11,7 +11,9 @@ import (
 )
 
 // Validate checks the rules that span keys or need the whole config. Load
-// and Parse run it; call it again on a Config built or changed in code.
+// and Parse run it; call it again on a Config built or changed in code. It
+// reads each enabled external plugin's binary to check its sha256, and
+// recomputes c.Warnings.
 func (c *Config) Validate() error {
 	return asError(c.validate(nil))
 }
@@ -26,6 +28,7 @@ type validator struct {
 // already said what is wrong with them.
 func (c *Config) validate(failed map[string]bool) []Problem {
 	v := &validator{c: c, failed: failed}
+	c.Warnings = nil
 	v.account()
 	v.server()
 	if c.Version != CurrentVersion {
