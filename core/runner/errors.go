@@ -32,9 +32,9 @@ var fatalAdvice = map[string]string{
 		"Create your own at https://my.telegram.org → API development tools and put it in account.api_id/api_hash.",
 	"AUTH_KEY_DUPLICATED": "the same session was used from two places at once, and Telegram revoked it. " +
 		"Stop every other runner using this storage directory, then run `runner login` again.",
-	"SESSION_REVOKED": "the session was terminated (from another device or by logging out). Run `runner login` again.",
+	"SESSION_REVOKED":       "the session was terminated (from another device or by logging out). Run `runner login` again.",
 	"AUTH_KEY_UNREGISTERED": "the session is no longer valid on the server. Run `runner login` again.",
-	"USER_DEACTIVATED": "this account has been deleted or deactivated; the runner cannot act for it.",
+	"USER_DEACTIVATED":      "this account has been deleted or deactivated; the runner cannot act for it.",
 	"USER_DEACTIVATED_BAN": "this account is banned by Telegram; the runner stopped so as not to make things worse. " +
 		"Appeal through https://telegram.org/faq#q-what-if-my-account-was-banned if you believe it is a mistake.",
 	"PHONE_NUMBER_BANNED": "this phone number is banned by Telegram.",
