@@ -306,3 +306,163 @@ func (s *Server) actorCanReachLocked(actor int64, peer Peer) error {
 	}
 	return nil
 }
+
+// Edit changes the text of a message the actor sent.
+func (a *Actor) Edit(ctx context.Context, peer Peer, id int, text string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	if err := a.s.actorCanReachLocked(a.id, peer); err != nil {
+		return fmt.Errorf("edit as %d: %w", a.id, err)
+	}
+	if _, err := a.s.editLocked(a.id, 0, peer.key(), id, text, nil); err != nil {
+		return fmt.Errorf("edit as %d: %w", a.id, err)
+	}
+	return nil
+}
+
+// Delete deletes messages in the actor's view; revoke deletes them for
+// everyone (channel messages are always deleted for everyone).
+func (a *Actor) Delete(ctx context.Context, peer Peer, revoke bool, ids ...int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	if err := a.s.actorCanReachLocked(a.id, peer); err != nil {
+		return fmt.Errorf("delete as %d: %w", a.id, err)
+	}
+	if peer.Kind == PeerChannel {
+		_, _, err := a.s.deleteChannelLocked(a.id, 0, a.s.channels[peer.ID], ids)
+		if err != nil {
+			return fmt.Errorf("delete as %d: %w", a.id, err)
+		}
+		return nil
+	}
+	a.s.deleteLocked(a.id, 0, ids, revoke)
+	return nil
+}
+
+// React sets the actor's reaction on a message ("" removes it).
+func (a *Actor) React(ctx context.Context, peer Peer, id int, emoji string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	if err := a.s.actorCanReachLocked(a.id, peer); err != nil {
+		return fmt.Errorf("react as %d: %w", a.id, err)
+	}
+	if err := a.s.reactLocked(a.id, 0, peer.key(), id, emoji); err != nil {
+		return fmt.Errorf("react as %d: %w", a.id, err)
+	}
+	return nil
+}
+
+// Join adds the actor to a channel, or to a basic group.
+func (a *Actor) Join(ctx context.Context, peer Peer) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	if a.s.accounts[a.id] == nil {
+		return fmt.Errorf("join as %d: %w", a.id, errUserIDInvalid)
+	}
+	switch peer.Kind {
+	case PeerChannel:
+		ch := a.s.channels[peer.ID]
+		if ch == nil {
+			return fmt.Errorf("join as %d: %w", a.id, errChannelInvalid)
+		}
+		if err := a.s.joinChannelLocked(a.id, ch); err != nil {
+			return fmt.Errorf("join as %d: %w", a.id, err)
+		}
+	case PeerChat:
+		g := a.s.groups[peer.ID]
+		if g == nil {
+			return fmt.Errorf("join as %d: %w", a.id, errChatIDInvalid)
+		}
+		if err := a.s.addGroupMemberLocked(g, a.id); err != nil {
+			return fmt.Errorf("join as %d: %w", a.id, err)
+		}
+	default:
+		return fmt.Errorf("join as %d: %w", a.id, errPeerIDInvalid)
+	}
+	return nil
+}
+
+// Leave removes the actor from a channel or basic group.
+func (a *Actor) Leave(ctx context.Context, peer Peer) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	switch peer.Kind {
+	case PeerChannel:
+		ch := a.s.channels[peer.ID]
+		if ch == nil {
+			return fmt.Errorf("leave as %d: %w", a.id, errChannelInvalid)
+		}
+		if err := a.s.leaveChannelLocked(a.id, ch); err != nil {
+			return fmt.Errorf("leave as %d: %w", a.id, err)
+		}
+	case PeerChat:
+		g := a.s.groups[peer.ID]
+		if g == nil {
+			return fmt.Errorf("leave as %d: %w", a.id, errChatIDInvalid)
+		}
+		if err := a.s.removeGroupMemberLocked(g, a.id); err != nil {
+			return fmt.Errorf("leave as %d: %w", a.id, err)
+		}
+	default:
+		return fmt.Errorf("leave as %d: %w", a.id, errPeerIDInvalid)
+	}
+	return nil
+}
+
+// ReadHistory marks the chat read up to maxID (0: everything).
+func (a *Actor) ReadHistory(ctx context.Context, peer Peer, maxID int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	if err := a.s.actorCanReachLocked(a.id, peer); err != nil {
+		return fmt.Errorf("read as %d: %w", a.id, err)
+	}
+	a.s.readLocked(a.id, 0, peer.key(), maxID)
+	return nil
+}
+
+// AddContact adds userID to the actor's contacts.
+func (a *Actor) AddContact(ctx context.Context, userID int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	acc := a.s.accounts[a.id]
+	if acc == nil || a.s.accounts[userID] == nil {
+		return fmt.Errorf("add contact as %d: %w", a.id, errUserIDInvalid)
+	}
+	acc.contacts[userID] = true
+	return nil
+}
+
+// Typing shows "typing" to the other side of peer.
+func (a *Actor) Typing(ctx context.Context, peer Peer) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	if err := a.s.actorCanReachLocked(a.id, peer); err != nil {
+		return fmt.Errorf("typing as %d: %w", a.id, err)
+	}
+	a.s.typingLocked(a.id, peer.key(), &tg.SendMessageTypingAction{})
+	return nil
+}

@@ -81,13 +81,14 @@ func (a userAuth) SignUp(context.Context) (auth.UserInfo, error) {
 
 // testClient is a real gotd client connected to the sandbox over TCP.
 type testClient struct {
-	t        testing.TB
-	Client   *telegram.Client
-	API      *tg.Client
-	Self     *tg.User
-	Dispatch tg.UpdateDispatcher
-	stop     context.CancelFunc
-	done     chan error
+	t         testing.TB
+	Client    *telegram.Client
+	API       *tg.Client
+	Self      *tg.User
+	Dispatch  tg.UpdateDispatcher
+	stop      context.CancelFunc
+	closeOnce sync.Once
+	done      chan error
 }
 
 type clientConfig struct {
@@ -101,6 +102,9 @@ type clientConfig struct {
 	storage    session.Storage
 	setup      func(d *tg.UpdateDispatcher)
 	login      func(ctx context.Context, c *telegram.Client) error
+	// manager reuses an updates.Manager (and its state storage) across
+	// client restarts.
+	manager *updates.Manager
 }
 
 // connect starts a client, logs it in and runs updates.Manager. It returns
@@ -128,6 +132,10 @@ func connect(t testing.TB, s *Server, cfg clientConfig) *testClient {
 		if cfg.rawUpdates != nil {
 			opts.UpdateHandler = telegram.UpdateHandlerFunc(cfg.rawUpdates)
 		}
+	} else if cfg.manager != nil {
+		mgr = cfg.manager
+		mgr.Reset()
+		opts.UpdateHandler = mgr
 	} else {
 		mgr = updates.New(updates.Config{Handler: d})
 		opts.UpdateHandler = mgr
@@ -191,12 +199,14 @@ func connect(t testing.TB, s *Server, cfg clientConfig) *testClient {
 }
 
 func (c *testClient) Close() {
-	c.stop()
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		c.t.Errorf("client did not stop")
-	}
+	c.closeOnce.Do(func() {
+		c.stop()
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			c.t.Errorf("client did not stop")
+		}
+	})
 }
 
 func (c *testClient) InputUser(u *tg.User) *tg.InputPeerUser {

@@ -8,6 +8,9 @@ func (s *Server) registerHandlers() {
 	s.registerPeers()
 	s.registerUpdates()
 	s.registerMessages()
+	s.registerActions()
+	s.registerChats()
+	s.registerMedia()
 }
 
 var _ bin.Encoder = rawObject(nil)
