@@ -4,9 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/gotd/td/telegram"
 	"github.com/gotd/td/telegram/auth"
+	"github.com/gotd/td/telegram/auth/qrlogin"
 	"github.com/gotd/td/tg"
+	"github.com/gotd/td/tgerr"
+
+	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/store"
+	"github.com/tgrunner/tgrunner/sandbox"
 )
 
 // CodeSource supplies a login code, a 2FA password and sign-up details. It
@@ -89,4 +97,106 @@ func SandboxLogin(sb LoginCoder, phone, password string) CodeSource {
 		cs.GetPassword = func(context.Context) (string, error) { return password, nil }
 	}
 	return cs
+}
+
+// LoginOptions choose how Login proves the account.
+type LoginOptions struct {
+	// Source answers the phone/code/password flow.
+	Source CodeSource
+	// QR logs in by a QR token instead: ShowQR is called with the tg://
+	// login URL each time a new token is issued (they expire).
+	QR     bool
+	ShowQR func(ctx context.Context, url string, expires time.Time) error
+}
+
+// Login authorizes the account and stores the session in the store. It
+// returns the logged-in user. An already authorized session is kept.
+func Login(ctx context.Context, cfg *config.Config, st *store.Store, sb *sandbox.Server, opts LoginOptions) (*tg.User, error) {
+	copts, err := ClientOptions(cfg, sb)
+	if err != nil {
+		return nil, err
+	}
+	copts.SessionStorage = st.Session()
+	d := tg.NewUpdateDispatcher()
+	copts.UpdateHandler = d
+	loggedIn := qrlogin.OnLoginToken(d)
+	client := telegram.NewClient(cfg.Account.APIID, cfg.Account.APIHash.Reveal(), copts)
+	var self *tg.User
+	err = client.Run(ctx, func(ctx context.Context) error {
+		status, err := client.Auth().Status(ctx)
+		if err != nil {
+			return err
+		}
+		if !status.Authorized {
+			if opts.QR {
+				show := func(ctx context.Context, t qrlogin.Token) error {
+					if opts.ShowQR == nil {
+						return errors.New("no way to show the QR code")
+					}
+					return opts.ShowQR(ctx, t.URL(), t.Expires())
+				}
+				if _, err := client.QR().Auth(ctx, loggedIn, show); err != nil {
+					if errors.Is(err, auth.ErrPasswordAuthNeeded) || tgerr.Is(err, "SESSION_PASSWORD_NEEDED") {
+						if err := checkPassword(ctx, client, opts.Source); err != nil {
+							return err
+						}
+					} else {
+						return fmt.Errorf("QR login: %w", err)
+					}
+				}
+			} else {
+				flow := auth.NewFlow(opts.Source, auth.SendCodeOptions{})
+				if err := flow.Run(ctx, client.Auth()); err != nil {
+					if errors.Is(err, ErrSignUpRefused) {
+						return ErrSignUpRefused
+					}
+					return err
+				}
+			}
+		}
+		self, err = client.Self(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, Explain(err)
+	}
+	return self, nil
+}
+
+func checkPassword(ctx context.Context, client *telegram.Client, src CodeSource) error {
+	pw, err := src.Password(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := client.Auth().Password(ctx, pw); err != nil {
+		return fmt.Errorf("2FA password: %w", err)
+	}
+	return nil
+}
+
+// Logout terminates the session on the server (auth.logOut) and wipes it
+// from the store. A session the server no longer knows is wiped all the
+// same.
+func Logout(ctx context.Context, cfg *config.Config, st *store.Store, sb *sandbox.Server) error {
+	copts, err := ClientOptions(cfg, sb)
+	if err != nil {
+		return err
+	}
+	copts.SessionStorage = st.Session()
+	client := telegram.NewClient(cfg.Account.APIID, cfg.Account.APIHash.Reveal(), copts)
+	err = client.Run(ctx, func(ctx context.Context) error {
+		status, err := client.Auth().Status(ctx)
+		if err != nil || !status.Authorized {
+			return err
+		}
+		_, err = client.API().AuthLogOut(ctx)
+		return err
+	})
+	if err != nil && !tgerr.Is(err, "AUTH_KEY_UNREGISTERED", "SESSION_REVOKED") {
+		return fmt.Errorf("log out: %w", Explain(err))
+	}
+	if err := st.Session().DeleteSession(ctx); err != nil {
+		return fmt.Errorf("wipe session: %w", err)
+	}
+	return nil
 }
