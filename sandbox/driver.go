@@ -450,6 +450,7 @@ func (a *Actor) AddContact(ctx context.Context, userID int64) error {
 		return fmt.Errorf("add contact as %d: %w", a.id, errUserIDInvalid)
 	}
 	acc.contacts[userID] = true
+	a.s.invalidateUsersLocked()
 	return nil
 }
 

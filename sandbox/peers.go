@@ -94,6 +94,7 @@ func (s *Server) createAccountLocked(spec UserSpec) (*account, error) {
 		acc.password = pw
 	}
 	s.accounts[acc.id] = acc
+	s.invalidateUsersLocked()
 	s.byPhone[phone] = acc.id
 	if uname != "" {
 		s.byUsername[normalizeUsername(uname)] = peerKey{kindUser, acc.id}
@@ -384,6 +385,7 @@ func (s *Server) registerPeers() {
 				continue
 			}
 			me.contacts[id] = true
+			s.invalidateUsersLocked()
 			e.users[id] = true
 			res.Imported = append(res.Imported, tg.ImportedContact{UserID: id, ClientID: in.ClientID})
 		}
@@ -398,6 +400,7 @@ func (s *Server) registerPeers() {
 			return nil, err
 		}
 		s.accounts[c.userID].contacts[id] = true
+		s.invalidateUsersLocked()
 		e := newEntities()
 		e.users[id] = true
 		return &tg.Updates{Users: s.usersLocked(c.userID, e), Date: int(time.Now().Unix())}, nil
@@ -412,6 +415,7 @@ func (s *Server) registerPeers() {
 				return nil, err
 			}
 			delete(s.accounts[c.userID].contacts, id)
+			s.invalidateUsersLocked()
 			e.users[id] = true
 		}
 		return &tg.Updates{Users: s.usersLocked(c.userID, e), Date: int(time.Now().Unix())}, nil

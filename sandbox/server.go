@@ -106,6 +106,8 @@ type Server struct {
 	loginTokens   map[string]*loginToken
 
 	msgLog []loggedMsg
+	// userCache holds encoded user objects per (viewer, target).
+	userCache map[[2]int64]rawObject
 
 	keys     map[[8]byte]*keyState
 	sessions map[int64]*liveSession
@@ -152,6 +154,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		sessions:      map[int64]*liveSession{},
 		byUser:        map[int64]map[int64]*liveSession{},
 		maxConc:       map[int64]int{},
+		userCache:     map[[2]int64]rawObject{},
 		faults:        opts.Faults,
 		limiter:       newLimiter(),
 		done:          make(chan struct{}),

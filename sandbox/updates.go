@@ -27,7 +27,7 @@ func (s *Server) emitLocked(userID int64, count int, e *entities, exceptSession 
 	upd := mk(acc.pts, count)
 	ev := ptsEvent{pts: acc.pts, count: count, date: now(), update: upd}
 	if newMsg != nil {
-		ev.newMsg = s.messageObjLocked(newMsg)
+		ev.newMsg = newMessageOf(upd)
 	}
 	ev.userIDs, ev.chatIDs, ev.chanIDs = sortedIDs(e.users), sortedIDs(e.chats), sortedIDs(e.chans)
 	acc.events = append(acc.events, ev)
@@ -58,12 +58,44 @@ func (s *Server) pushLocked(userID int64, updates []tg.UpdateClass, e *entities,
 	}
 }
 
+// newMessageOf shares the update's message with the event log: both are
+// only encoded under s.mu.
+func newMessageOf(u tg.UpdateClass) tg.MessageClass {
+	switch u := u.(type) {
+	case *tg.UpdateNewMessage:
+		return u.Message
+	case *tg.UpdateNewChannelMessage:
+		return u.Message
+	}
+	return nil
+}
+
+// userRawLocked encodes target as viewer sees it, cached until any account
+// or contact changes.
+func (s *Server) userRawLocked(viewer, target int64) (rawObject, error) {
+	k := [2]int64{viewer, target}
+	if raw, ok := s.userCache[k]; ok {
+		return raw, nil
+	}
+	raw, err := encodeRaw(s.userObjLocked(viewer, target))
+	if err != nil {
+		return nil, err
+	}
+	if len(s.userCache) > 100000 {
+		clear(s.userCache)
+	}
+	s.userCache[k] = raw
+	return raw, nil
+}
+
+func (s *Server) invalidateUsersLocked() { clear(s.userCache) }
+
 func (s *Server) fillEntitiesLocked(viewer int64, e *entities, item *pushItem) {
 	if e == nil {
 		return
 	}
 	for id := range e.users {
-		if raw, err := encodeRaw(s.userObjLocked(viewer, id)); err == nil {
+		if raw, err := s.userRawLocked(viewer, id); err == nil {
 			item.users[id] = raw
 		}
 	}
@@ -88,7 +120,7 @@ func (s *Server) emitChannelLocked(ch *channel, count int, e *entities, exceptSe
 	upd := mk(ch.pts, count)
 	ev := ptsEvent{pts: ch.pts, count: count, date: now(), update: upd}
 	if newMsg != nil {
-		ev.newMsg = s.messageObjLocked(newMsg)
+		ev.newMsg = newMessageOf(upd)
 	}
 	e.chans[ch.id] = true
 	ev.userIDs, ev.chanIDs = sortedIDs(e.users), sortedIDs(e.chans)
