@@ -153,6 +153,11 @@ func benchAtRate(b *testing.B, n int, every time.Duration) {
 	trackers := make([]*e2e, n)
 	for i := range n {
 		e.waitState(b, specs[i].Name, pluginhost.StateRunning)
+		// Warm up connections, buffers and goroutine stacks first.
+		for j := range 200 {
+			e.feeds.Get(specs[i].Name).Publish(sampleEvent(j))
+		}
+		e.waitAllAcked(b, specs[i].Name)
 		trackers[i] = track(e.feeds.Get(specs[i].Name))
 	}
 	b.ResetTimer()

@@ -46,6 +46,10 @@ type run struct {
 	sendMu     sync.Mutex
 	sendClosed bool
 
+	pumpMu    sync.Mutex
+	pumpAgain atomic.Bool
+	batch     []*pluginv1.Event // guarded by pumpMu
+
 	mu       sync.Mutex
 	queue    []*pluginv1.Event // read from the feed, not yet sent
 	inflight map[uint64]time.Time
@@ -158,7 +162,7 @@ func (r *run) read(after uint64) {
 			r.in.filtered.Add(uint64(len(skipped)))
 			r.in.acker.add(skipped...)
 		}
-		wake(r.sendWake)
+		r.pump()
 	}
 }
 
@@ -206,8 +210,43 @@ func (r *run) noteDrop() {
 	r.in.audit(context.Background(), AuditEntry{Kind: AuditDropped, Reason: fmt.Sprintf("dropped %d events: queue full", n)})
 }
 
+// send pumps the queue whenever acks free room in the window.
 func (r *run) send() {
-	batch := make([]*pluginv1.Event, 0, r.in.spec.Window)
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.sendWake:
+			r.pump()
+		}
+	}
+}
+
+// pump sends queued events while the window allows. The reader calls it
+// directly after enqueuing (no goroutine hand-off on the common path) and
+// the send goroutine after acks; pumpMu keeps the events in seq order, and
+// pumpAgain makes the pumper in charge loop when another caller found it
+// busy (set before TryLock, so no wake-up is lost).
+func (r *run) pump() {
+	for {
+		r.pumpAgain.Store(true)
+		if !r.pumpMu.TryLock() {
+			return
+		}
+		r.pumpAgain.Store(false)
+		err := r.drain()
+		r.pumpMu.Unlock()
+		if err != nil {
+			r.fail(err, false)
+			return
+		}
+		if !r.pumpAgain.Load() {
+			return
+		}
+	}
+}
+
+func (r *run) drain() error {
 	for {
 		r.mu.Lock()
 		for !r.shuttingDown && len(r.queue) > 0 && len(r.inflight) < r.window {
@@ -215,26 +254,20 @@ func (r *run) send() {
 			r.queue[0] = nil
 			r.queue = r.queue[1:]
 			r.inflight[ev.GetSeq()] = time.Now()
-			batch = append(batch, ev)
+			r.batch = append(r.batch, ev)
 		}
 		r.mu.Unlock()
-		if len(batch) == 0 {
-			select {
-			case <-r.ctx.Done():
-				return
-			case <-r.sendWake:
-				continue
-			}
+		if len(r.batch) == 0 {
+			return nil
 		}
 		wake(r.readWake)
-		for i, ev := range batch {
+		for i, ev := range r.batch {
 			if err := r.sendMsg(&pluginv1.HostMessage{Msg: &pluginv1.HostMessage_Event{Event: r.match.forPlugin(ev)}}); err != nil {
-				r.fail(fmt.Errorf("send event %d: %w", ev.GetSeq(), err), false)
-				return
+				return fmt.Errorf("send event %d: %w", ev.GetSeq(), err)
 			}
-			batch[i] = nil
+			r.batch[i] = nil
 		}
-		batch = batch[:0]
+		r.batch = r.batch[:0]
 	}
 }
 
