@@ -281,7 +281,7 @@ func (s *Server) registerChats() {
 		if err := s.joinChannelLocked(c.userID, ch); err != nil {
 			return nil, err
 		}
-		return s.chatUpdatesLocked(c.userID, peerKey{kindChannel, ch.id}), nil
+		return &tg.MessagesChatInviteJoinResultOk{Updates: s.chatUpdatesLocked(c.userID, peerKey{kindChannel, ch.id})}, nil
 	})
 	on(s, tg.ChannelsLeaveChannelRequestTypeID, true, func(c *call, req *tg.ChannelsLeaveChannelRequest) (bin.Encoder, error) {
 		s.mu.Lock()
