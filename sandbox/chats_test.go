@@ -273,3 +273,15 @@ func TestMessageActionsAndMedia(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, payload, out.Bytes())
 }
+
+type (
+	tgDispatcher = tg.UpdateDispatcher
+	tgMessage    = tg.Message
+)
+
+func onNew(c *collector) func(context.Context, tg.Entities, *tg.UpdateNewMessage) error {
+	return func(_ context.Context, _ tg.Entities, u *tg.UpdateNewMessage) error {
+		c.add(u.Message)
+		return nil
+	}
+}

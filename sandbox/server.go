@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -331,5 +330,3 @@ func (s *Server) config() *tg.Config {
 		WebfileDCID:             s.opts.DC,
 	}
 }
-
-func portString(p int) string { return strconv.Itoa(p) }
