@@ -102,6 +102,9 @@ func (s *Server) createChannelLocked(owner int64, spec ChannelSpec) (*channel, e
 		id: s.nextChannelID, title: spec.Title, username: uname, megagroup: spec.Megagroup,
 		creator: owner, admins: map[int64]bool{}, members: map[int64]bool{owner: true},
 		slowmode: spec.SlowModeSeconds, date: now(), lastSend: map[int64]int64{},
+		// Telegram channels start at pts 1: clients read it from the dialog
+		// to know where to fetch the channel difference from.
+		pts:  1,
 		msgs: map[int]*message{}, readMax: map[int64]int{},
 	}
 	s.channels[ch.id] = ch

@@ -26,6 +26,10 @@ type Intake struct {
 	journal *store.Journal
 	peers   *peers.Cache
 	selfID  atomic.Int64
+	// managed is set while the updates manager runs. Before that gotd
+	// hands pushes to the handler unordered and without gap checks; they
+	// are dropped here and come back, in order, from getDifference.
+	managed atomic.Bool
 	log     *zap.Logger
 	now     func() time.Time
 	// onFail stops the runner: once the journal cannot take an update, any
@@ -44,10 +48,17 @@ func NewIntake(account string, j *store.Journal, peers *peers.Cache, log *zap.Lo
 // SetSelf sets the account's own user id.
 func (in *Intake) SetSelf(id int64) { in.selfID.Store(id) }
 
+// SetManaged opens (true) or closes the intake: call it from the
+// manager's OnStart and when the manager stops.
+func (in *Intake) SetManaged(on bool) { in.managed.Store(on) }
+
 // Handle implements telegram.UpdateHandler.
 func (in *Intake) Handle(ctx context.Context, u tg.UpdatesClass) error {
 	if err := in.journal.Failed(); err != nil {
 		return err
+	}
+	if !in.managed.Load() {
+		return nil
 	}
 	updates, users, chats, date := event.UpdatesOf(u)
 	if len(updates) == 0 {

@@ -9,10 +9,12 @@ import (
 	"github.com/gotd/td/telegram"
 	"github.com/gotd/td/telegram/auth"
 	"github.com/gotd/td/telegram/auth/qrlogin"
+	"github.com/gotd/td/telegram/updates"
 	"github.com/gotd/td/tg"
 	"github.com/gotd/td/tgerr"
 
 	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/peers"
 	"github.com/tgrunner/tgrunner/core/store"
 	"github.com/tgrunner/tgrunner/sandbox"
 )
@@ -155,12 +157,99 @@ func Login(ctx context.Context, cfg *config.Config, st *store.Store, sb *sandbox
 			}
 		}
 		self, err = client.Self(ctx)
-		return err
+		if err != nil {
+			return err
+		}
+		return rememberLoginState(ctx, client.API(), st, self.ID)
 	})
 	if err != nil {
 		return nil, Explain(err)
 	}
 	return self, nil
+}
+
+// rememberLoginState stores the update state as of the login, so the first
+// `runner run` catches up on everything that arrived since, instead of
+// starting from whatever the server state is by then.
+func rememberLoginState(ctx context.Context, api *tg.Client, st *store.Store, selfID int64) error {
+	if _, found, err := st.UpdateState().GetState(ctx, selfID); err != nil || found {
+		return err
+	}
+	remote, err := api.UpdatesGetState(ctx)
+	if err != nil {
+		return fmt.Errorf("get update state: %w", err)
+	}
+	if err := st.UpdateState().SetState(ctx, selfID, updates.State{Pts: remote.Pts, Qts: remote.Qts, Date: remote.Date, Seq: remote.Seq}); err != nil {
+		return err
+	}
+	return rememberChannels(ctx, api, st, selfID)
+}
+
+// rememberChannels records the pts and access hash of every channel the
+// account is in, so that posts made while the runner is down are fetched
+// with getChannelDifference. Without it the updates manager starts
+// tracking a channel only at its first live update, and what came before
+// is skipped.
+func rememberChannels(ctx context.Context, api *tg.Client, st *store.Store, selfID int64) error {
+	req := &tg.MessagesGetDialogsRequest{OffsetPeer: &tg.InputPeerEmpty{}, Limit: 100}
+	cache := peers.New(st.Peers())
+	for page := 0; page < 100; page++ {
+		res, err := api.MessagesGetDialogs(ctx, req)
+		if err != nil {
+			return fmt.Errorf("get dialogs: %w", err)
+		}
+		mod, ok := res.AsModified()
+		if !ok {
+			return nil
+		}
+		if err := cache.Remember(ctx, mod.GetUsers(), mod.GetChats()); err != nil {
+			return err
+		}
+		hashes := map[int64]int64{}
+		for _, c := range mod.GetChats() {
+			if ch, ok := c.(*tg.Channel); ok && !ch.Min {
+				hashes[ch.ID] = ch.AccessHash
+			}
+		}
+		dialogs := mod.GetDialogs()
+		for _, d := range dialogs {
+			dlg, ok := d.(*tg.Dialog)
+			if !ok {
+				continue
+			}
+			pc, ok := dlg.Peer.(*tg.PeerChannel)
+			if !ok {
+				continue
+			}
+			pts, ok := dlg.GetPts()
+			hash, known := hashes[pc.ChannelID]
+			if !ok || !known {
+				continue
+			}
+			if _, found, err := st.UpdateState().GetChannelPts(ctx, selfID, pc.ChannelID); err != nil || found {
+				continue
+			}
+			if err := st.AccessHashes().SetChannelAccessHash(ctx, selfID, pc.ChannelID, hash); err != nil {
+				return err
+			}
+			if err := st.UpdateState().SetChannelPts(ctx, selfID, pc.ChannelID, pts); err != nil {
+				return err
+			}
+		}
+		slice, isSlice := res.(*tg.MessagesDialogsSlice)
+		if !isSlice || len(dialogs) == 0 || len(dialogs) < req.Limit || len(slice.Dialogs) >= slice.Count {
+			return nil
+		}
+		// Continue after the oldest dialog of this page.
+		last := mod.GetMessages()
+		if len(last) == 0 {
+			return nil
+		}
+		if m, ok := last[len(last)-1].(interface{ GetDate() int }); ok {
+			req.OffsetDate = m.GetDate()
+		}
+	}
+	return nil
 }
 
 func checkPassword(ctx context.Context, client *telegram.Client, src CodeSource) error {

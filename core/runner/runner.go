@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/logging"
 	"github.com/tgrunner/tgrunner/core/peers"
 	"github.com/tgrunner/tgrunner/core/store"
 	"github.com/tgrunner/tgrunner/sandbox"
@@ -129,6 +130,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		Storage:          r.store.UpdateState(),
 		AccessHasher:     r.store.AccessHashes(),
 		UserAccessHasher: r.store.AccessHashes(),
+		Logger:           logging.Gotd(r.log.Named("updates")),
 		OnChannelTooLong: func(channelID int64) {
 			r.log.Warn("Channel gap too long to recover; older updates of this channel are lost on the server side",
 				zap.Int64("channel_id", channelID))
@@ -146,6 +148,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	opts.SessionStorage = r.store.Session()
 	opts.UpdateHandler = mgr
+	opts.Logger = logging.Gotd(r.log.Named("mtproto"))
 	// Outermost first: RPC results reach the manager; then the global
 	// token bucket; then flood waits are waited out next to the wire.
 	opts.Middlewares = []telegram.Middleware{
@@ -210,8 +213,12 @@ func (r *Runner) serve(stop, cctx context.Context, cancelClient context.CancelFu
 	ready := make(chan struct{})
 	g.Go(func() error {
 		err := mgr.Run(intakeCtx, client.API(), self.ID, updates.AuthOptions{
-			OnStart: func(context.Context) { close(ready) },
+			OnStart: func(context.Context) {
+				r.intake.SetManaged(true)
+				close(ready)
+			},
 		})
+		r.intake.SetManaged(false)
 		if intakeCtx.Err() != nil {
 			return nil
 		}
