@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/runner"
+)
+
+func newRunCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run the account: receive updates, run plugins and automations",
+		Long: `Run connects the logged-in account, catches up on every update missed
+while it was down, and runs the configured plugins and automations until
+SIGINT or SIGTERM. The first signal stops gracefully (in-flight actions
+finish, state is flushed); a second one exits at once.`,
+		Example: `  runner run --config /etc/tgrunner/tgrunner.yaml
+  TGRUNNER_CONFIG=./tgrunner.yaml runner run`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			lg, err := newLogger(cfg)
+			if err != nil {
+				return err
+			}
+			defer lg.Close()
+			return runAccount(cmd, cfg, lg.Logger)
+		},
+	}
+}
+
+func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
+	ctx := cmd.Context()
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	opts := runner.Options{Logger: log}
+	if cfg.Server.Type == config.ServerSandbox {
+		sb, phone, err := embeddedSandbox(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer sb.Close()
+		opts.Sandbox = sb
+		opts.Login = runner.SandboxLogin(sb, phone, cfg.Account.Password.Reveal())
+		log.Info("Embedded sandbox started", zap.String("addr", sb.Addr()))
+	}
+	services, err := buildServices(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	opts.Services = services
+	r := runner.New(cfg, st, opts)
+	if err := r.Run(ctx); err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	log.Info("Stopped")
+	return nil
+}

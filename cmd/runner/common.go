@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/logging"
+	"github.com/tgrunner/tgrunner/core/runner"
+	"github.com/tgrunner/tgrunner/core/store"
+	"github.com/tgrunner/tgrunner/sandbox"
+)
+
+// loadConfig resolves and loads the config named by --config,
+// $TGRUNNER_CONFIG or ./tgrunner.yaml.
+func loadConfig(cmd *cobra.Command) (*config.Config, error) {
+	flagPath, _ := cmd.Flags().GetString("config")
+	path := config.Resolve(flagPath, os.LookupEnv)
+	cfg, err := config.Load(cmd.Context(), path, config.LoadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// newLogger builds the redacting logger for a loaded config.
+func newLogger(cfg *config.Config) (*logging.Logger, error) {
+	lg, err := logging.New(cfg.Log, logging.Options{Secrets: cfg.SecretValues()})
+	if err != nil {
+		return nil, fmt.Errorf("log: %w", err)
+	}
+	return lg, nil
+}
+
+// embeddedSandbox starts the in-process sandbox for server: sandbox, seeds
+// it, and makes sure the configured account exists there. It returns the
+// server and the phone the runner logs in with.
+func embeddedSandbox(ctx context.Context, cfg *config.Config, log *zap.Logger) (*sandbox.Server, string, error) {
+	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: "", Logger: log.Named("sandbox")})
+	if err != nil {
+		return nil, "", fmt.Errorf("start embedded sandbox: %w", err)
+	}
+	if cfg.Server.SeedFile != "" {
+		seed, err := sandbox.LoadSeed(cfg.Server.SeedFile)
+		if err != nil {
+			_ = sb.Close()
+			return nil, "", err
+		}
+		if err := sb.ApplySeed(ctx, seed); err != nil {
+			_ = sb.Close()
+			return nil, "", fmt.Errorf("seed sandbox from %s: %w", cfg.Server.SeedFile, err)
+		}
+	}
+	phone := cfg.Account.Phone.Reveal()
+	if phone == "" {
+		phone = "9996620000"
+	}
+	if _, ok := sb.UserByPhone(phone); !ok {
+		if _, err := sb.CreateUser(ctx, sandbox.UserSpec{Phone: phone, FirstName: "Owner", Username: "owner"}); err != nil {
+			_ = sb.Close()
+			return nil, "", fmt.Errorf("create sandbox owner %s: %w", phone, err)
+		}
+	}
+	return sb, phone, nil
+}
+
+// openStore opens the account's storage directory.
+func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+	st, err := store.Open(ctx, cfg.Storage.Dir, store.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open storage: %w", err)
+	}
+	return st, nil
+}
+
+var _ = runner.ErrNotLoggedIn
