@@ -1,0 +1,598 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/tgrunner/tgrunner/core/action"
+	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/store"
+	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
+)
+
+// Sources of actions. Plugins and rules are "plugin:NAME" and "rule:NAME".
+const (
+	// SourceOwner is the account owner's own commands: exempt from the
+	// forbidden-method list and from quiet hours, not from rate limits.
+	SourceOwner = "owner"
+	// SourceRunner is the runner itself (digests, notices).
+	SourceRunner = "runner"
+)
+
+// PluginSource is the source string of a plugin's actions.
+func PluginSource(name string) string { return "plugin:" + name }
+
+// RuleSource is the source string of a YAML rule's actions.
+func RuleSource(name string) string { return "rule:" + name }
+
+// Executor runs an action; the action executor, the guard and anything that
+// wraps them implement it.
+type Executor interface {
+	Execute(ctx context.Context, call action.Call) *pb.ActionResult
+}
+
+// ExecutorFunc adapts a function to Executor.
+type ExecutorFunc func(ctx context.Context, call action.Call) *pb.ActionResult
+
+// Execute implements Executor.
+func (f ExecutorFunc) Execute(ctx context.Context, call action.Call) *pb.ActionResult {
+	return f(ctx, call)
+}
+
+// Deps are what the guard works with.
+type Deps struct {
+	// Store keeps the audit log, the durable queue (outbox), the daily
+	// counters (plugin KV namespace "_guard") and the peers (who wrote
+	// first, who is a contact). Required.
+	Store *store.Store
+	// Self returns the account's user id (0 while unknown); messages to
+	// Saved Messages are never first contacts or spam.
+	Self func() int64
+	// Logger receives WARN lines for PEER_FLOOD, flood waits and refusals.
+	Logger *zap.Logger
+	// Notify tells the user something they must know (PEER_FLOOD, a pause
+	// file). The runner wires it to Saved Messages. Optional; it is called
+	// on its own goroutine.
+	Notify func(ctx context.Context, text string)
+	// Now is the clock for days, quiet hours and audit times. Default
+	// time.Now. Rate limiting always uses the real clock.
+	Now func() time.Time
+}
+
+// Options tune a Guard beyond the config.
+type Options struct {
+	// PauseFile, when set, pauses the guard while the file exists (for
+	// example <storage>/PAUSED). It is checked at most every PauseFilePoll.
+	PauseFile     string
+	PauseFilePoll time.Duration // default 1s
+	// MaxQueueWait bounds how long a send may expect to wait for its rate
+	// tokens; beyond it the send is refused THROTTLED with retry_after.
+	// Pauses and quiet hours do not count. Default 15 minutes.
+	MaxQueueWait time.Duration
+	// Plugins are each plugin's own budgets by plugin name; a plugin not
+	// listed gets limits.send.plugin and shares the account's daily counts.
+	Plugins map[string]config.PluginLimits
+	// ExecTimeout bounds one call to the wrapped executor once the action's
+	// turn has come. Default 2 minutes.
+	ExecTimeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.PauseFilePoll <= 0 {
+		o.PauseFilePoll = time.Second
+	}
+	if o.MaxQueueWait <= 0 {
+		o.MaxQueueWait = 15 * time.Minute
+	}
+	if o.ExecTimeout <= 0 {
+		o.ExecTimeout = 2 * time.Minute
+	}
+}
+
+// Guard is the policy layer. Create one per account with New, wrap the
+// action executor with Wrap, call Recover once connected and Close at
+// shutdown. It is safe for concurrent use.
+type Guard struct {
+	cfg  config.Limits
+	deps Deps
+	opts Options
+	log  *zap.Logger
+	now  func() time.Time
+	kv   *store.PluginKV
+
+	base    context.Context
+	cancel  context.CancelFunc
+	closing chan struct{}
+	closed  atomic.Bool
+	wg      sync.WaitGroup
+	audit   *auditWriter
+	dryRun  atomic.Bool
+	seq     atomic.Uint64
+
+	mu          sync.Mutex
+	paused      bool
+	pauseReason string
+	pausedAt    time.Time
+	resumed     chan struct{} // closed and replaced on every Resume
+	pauseFile   struct {
+		checked time.Time
+		exists  bool
+	}
+	lanes     map[string]*lane
+	global    *rate.Limiter
+	bySource  map[string]*rate.Limiter
+	byChat    map[string]*rate.Limiter
+	byGroup   map[string]*rate.Limiter
+	slow      map[string]*slowMode
+	sendHold  time.Time // a FLOOD_WAIT on sending: no sends before this
+	dup       *dupTracker
+	live      map[string]*item // queued or running, by outbox id
+	throttles []AuditRecord    // most recent refusals, for Snapshot
+	prunedDay string
+}
+
+type slowMode struct {
+	seconds int
+	next    time.Time
+}
+
+// New returns a guard enforcing cfg. The guard starts its audit writer;
+// Close stops it.
+func New(cfg config.Limits, deps Deps, opts Options) *Guard {
+	opts.setDefaults()
+	if deps.Logger == nil {
+		deps.Logger = zap.NewNop()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Self == nil {
+		deps.Self = func() int64 { return 0 }
+	}
+	base, cancel := context.WithCancel(context.Background())
+	g := &Guard{
+		cfg:      cfg,
+		deps:     deps,
+		opts:     opts,
+		log:      deps.Logger,
+		now:      deps.Now,
+		kv:       deps.Store.PluginKV(kvNamespace),
+		base:     base,
+		cancel:   cancel,
+		closing:  make(chan struct{}),
+		resumed:  make(chan struct{}),
+		lanes:    map[string]*lane{},
+		bySource: map[string]*rate.Limiter{},
+		byChat:   map[string]*rate.Limiter{},
+		byGroup:  map[string]*rate.Limiter{},
+		slow:     map[string]*slowMode{},
+		dup:      newDupTracker(cfg.DuplicateText),
+		live:     map[string]*item{},
+	}
+	g.global = newLimiter(cfg.Send.Global)
+	g.dryRun.Store(cfg.DryRun)
+	g.audit = newAuditWriter(deps.Store, deps.Logger)
+	// Outbox ids must keep growing across restarts: start from the clock.
+	g.seq.Store(uint64(time.Now().UnixNano()))
+	return g
+}
+
+func newLimiter(r config.RateLimit) *rate.Limiter {
+	if r.Rate.IsZero() {
+		return nil
+	}
+	b := r.Burst
+	if b < 1 {
+		b = 1
+	}
+	return rate.NewLimiter(rate.Limit(r.Rate.PerSecond()), b)
+}
+
+// Close stops the guard: actions still waiting end with UNAVAILABLE (those
+// in the durable queue stay there for the next Recover), in-flight calls
+// finish, and the audit log is flushed. It waits at most until ctx ends.
+func (g *Guard) Close(ctx context.Context) error {
+	if !g.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(g.closing)
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("guard close: %w", ctx.Err())
+	}
+	g.cancel()
+	if ferr := g.audit.close(ctx); ferr != nil && err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// FlushAudit waits until every audit record so far is written.
+func (g *Guard) FlushAudit(ctx context.Context) error { return g.audit.flush(ctx) }
+
+// DryRun reports whether dry-run mode is on.
+func (g *Guard) DryRun() bool { return g.dryRun.Load() }
+
+// SetDryRun turns dry-run mode on or off at run time.
+func (g *Guard) SetDryRun(on bool) {
+	if g.dryRun.Swap(on) != on {
+		g.log.Warn("Dry-run mode changed", zap.Bool("dry_run", on))
+	}
+}
+
+// Pause stops every outgoing write action until Resume: they wait, in
+// order, without being lost. Reads still pass.
+func (g *Guard) Pause(reason string) {
+	if reason == "" {
+		reason = "paused by the owner"
+	}
+	g.mu.Lock()
+	was := g.paused
+	g.paused, g.pauseReason = true, reason
+	if !was {
+		g.pausedAt = g.now()
+	}
+	g.mu.Unlock()
+	if !was {
+		g.log.Warn("Guard paused: outgoing actions wait until resume", zap.String("reason", reason))
+		g.audit.add(AuditRecord{Time: g.now(), Source: SourceOwner, Kind: "pause", Outcome: OutcomeOK, Reason: reason})
+	}
+}
+
+// Resume lets waiting actions continue, in order.
+func (g *Guard) Resume() {
+	g.mu.Lock()
+	was := g.paused
+	g.paused, g.pauseReason = false, ""
+	if was {
+		close(g.resumed)
+		g.resumed = make(chan struct{})
+	}
+	g.mu.Unlock()
+	if was {
+		g.log.Info("Guard resumed")
+		g.audit.add(AuditRecord{Time: g.now(), Source: SourceOwner, Kind: "resume", Outcome: OutcomeOK})
+	}
+}
+
+// SetSlowMode records a chat's slow mode (0 turns it off); sends to the
+// chat are then spaced by it. Results of get_chat that carry
+// slow_mode_seconds are learnt the same way.
+func (g *Guard) SetSlowMode(chat *pb.Peer, seconds int) {
+	key := chatKey(chat)
+	if key == "" {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.slow[key]
+	if seconds <= 0 {
+		if s != nil && s.next.Before(time.Now()) {
+			delete(g.slow, key)
+		} else if s != nil {
+			s.seconds = 0
+		}
+		return
+	}
+	if s == nil {
+		s = &slowMode{}
+		g.slow[key] = s
+	}
+	s.seconds = seconds
+}
+
+// Wrap returns next guarded by the policy.
+func (g *Guard) Wrap(next Executor) *Guarded { return &Guarded{g: g, next: next} }
+
+// Guarded is an executor behind the guard. It implements Executor.
+type Guarded struct {
+	g    *Guard
+	next Executor
+}
+
+// Execute runs the action once the policy lets it, and returns its result
+// or the reason it was held back. If ctx ends while the action waits, the
+// action is dropped from the queue, unless limits.persist_waiting keeps it
+// (the result then says so).
+func (w *Guarded) Execute(ctx context.Context, call action.Call) *pb.ActionResult {
+	res, it := w.g.submit(ctx, w.next, call)
+	if res != nil {
+		return res
+	}
+	if it == nil {
+		return w.g.read(ctx, w.next, call)
+	}
+	select {
+	case <-it.done:
+		return it.result
+	case <-ctx.Done():
+		return w.g.abandon(it, ctx.Err())
+	}
+}
+
+// Submit is Execute without blocking: the action takes its place in its
+// chat's queue before Submit returns, so actions submitted one after the
+// other reach Telegram in that order. The channel receives the result.
+func (w *Guarded) Submit(ctx context.Context, call action.Call) <-chan *pb.ActionResult {
+	out := make(chan *pb.ActionResult, 1)
+	res, it := w.g.submit(ctx, w.next, call)
+	switch {
+	case res != nil:
+		out <- res
+	case it == nil:
+		go func() { out <- w.g.read(ctx, w.next, call) }()
+	default:
+		go func() {
+			select {
+			case <-it.done:
+				out <- it.result
+			case <-ctx.Done():
+				out <- w.g.abandon(it, ctx.Err())
+			}
+		}()
+	}
+	return out
+}
+
+// info is what the guard needs to know about an action.
+type info struct {
+	kind     string
+	write    bool
+	send     bool // counts against the send budgets
+	chat     *pb.Peer
+	chatKey  string
+	group    bool // a basic group, supergroup or channel
+	text     string
+	reply    bool
+	method   string // raw_invoke: the TL method
+	class    string // daily-counted class, or classSend
+	rawTL    []byte
+	toUserID int64 // private chat target, for first contacts
+}
+
+func describe(a *pb.Action) info {
+	in := info{kind: action.Kind(a), write: action.IsWrite(a), send: action.IsSend(a), chat: action.TargetChat(a)}
+	in.chatKey = chatKey(in.chat)
+	switch in.chat.GetKind() {
+	case pb.PeerKind_PEER_KIND_CHAT, pb.PeerKind_PEER_KIND_CHANNEL:
+		in.group = true
+	case pb.PeerKind_PEER_KIND_USER:
+		if in.send {
+			in.toUserID = in.chat.GetId()
+		}
+	}
+	switch k := a.GetKind().(type) {
+	case *pb.Action_Send:
+		in.text, in.reply = k.Send.GetText(), k.Send.GetReplyToMessageId() != 0
+	case *pb.Action_SendMedia:
+		in.text, in.reply = k.SendMedia.GetCaption(), k.SendMedia.GetReplyToMessageId() != 0
+	case *pb.Action_Join:
+		in.class = classJoin
+	case *pb.Action_RawInvoke:
+		in.rawTL = k.RawInvoke.GetRequestTl()
+		in.method = MethodName(in.rawTL)
+		in.class = methodClass(in.rawTL)
+		if in.class == classSend {
+			in.send = true
+		}
+	}
+	return in
+}
+
+func chatKey(p *pb.Peer) string {
+	if p == nil || p.GetId() == 0 {
+		return ""
+	}
+	switch p.GetKind() {
+	case pb.PeerKind_PEER_KIND_USER:
+		return fmt.Sprintf("user:%d", p.GetId())
+	case pb.PeerKind_PEER_KIND_CHAT:
+		return fmt.Sprintf("chat:%d", p.GetId())
+	case pb.PeerKind_PEER_KIND_CHANNEL:
+		return fmt.Sprintf("channel:%d", p.GetId())
+	}
+	return ""
+}
+
+func sourcePlugin(source string) (string, bool) {
+	return strings.CutPrefix(source, "plugin:")
+}
+
+// submit decides on an action: a final result (refused, dry run), nil and
+// nil for a read to run now, or the queued item of a write.
+func (g *Guard) submit(ctx context.Context, next Executor, call action.Call) (*pb.ActionResult, *item) {
+	start := g.now()
+	in := describe(call.Action)
+	rec := AuditRecord{Time: start, Source: call.Source, Kind: in.kind, Chat: in.chatKey, Method: in.method, CauseSeq: call.CauseSeq}
+	if in.kind == "raw_invoke" && call.Source != SourceOwner {
+		if name, why := forbiddenReason(in.rawTL); why != "" {
+			if name == "" {
+				name = "raw_invoke"
+			}
+			return g.refuse(rec, pb.ErrorCode_ERROR_CODE_FORBIDDEN, 0,
+				fmt.Sprintf("%s is never allowed: it %s", name, why), OutcomeDenied), nil
+		}
+	}
+	if !in.write {
+		return nil, nil
+	}
+	dry := g.DryRun()
+	if res := g.admit(ctx, call, in, rec, dry); res != nil {
+		return res, nil
+	}
+	if dry {
+		rec.Outcome = OutcomeDryRun
+		rec.Reason = "dry run: not sent"
+		g.audit.add(rec)
+		return dryRunResult(call.Action, in, g.now()), nil
+	}
+	it := g.newItem(call, in, false)
+	if err := g.start(it, next); err != nil {
+		return g.refuse(rec, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, 0, err.Error(), OutcomeError), nil
+	}
+	return nil, it
+}
+
+// read runs a read: never queued, paused or dry-run.
+func (g *Guard) read(ctx context.Context, next Executor, call action.Call) *pb.ActionResult {
+	start := g.now()
+	in := describe(call.Action)
+	res := next.Execute(ctx, call)
+	g.learn(in, res)
+	rec := AuditRecord{Time: start, Source: call.Source, Kind: in.kind, Chat: in.chatKey, Method: in.method,
+		CauseSeq: call.CauseSeq, Duration: g.now().Sub(start)}
+	g.finishRecord(&rec, res)
+	g.audit.add(rec)
+	return res
+}
+
+// refuse audits and returns a refusal.
+func (g *Guard) refuse(rec AuditRecord, code pb.ErrorCode, retryAfter time.Duration, msg, outcome string) *pb.ActionResult {
+	secs := int32(0)
+	if retryAfter > 0 {
+		secs = int32((retryAfter + time.Second - 1) / time.Second)
+	}
+	rec.Outcome = outcome
+	rec.Code = codeName(code)
+	rec.Reason = msg
+	rec.RetryAfter = int(secs)
+	g.audit.add(rec)
+	if outcome == OutcomeThrottled || outcome == OutcomeDenied {
+		g.log.Warn("Guard refused an action", zap.String("source", rec.Source), zap.String("kind", rec.Kind),
+			zap.String("chat", rec.Chat), zap.String("reason", msg))
+		g.mu.Lock()
+		g.throttles = append(g.throttles, rec)
+		if len(g.throttles) > maxRecentThrottles {
+			g.throttles = g.throttles[len(g.throttles)-maxRecentThrottles:]
+		}
+		g.mu.Unlock()
+	}
+	return &pb.ActionResult{Error: &pb.Error{Code: code, Message: msg, RetryAfterSeconds: secs}}
+}
+
+const maxRecentThrottles = 20
+
+func codeName(c pb.ErrorCode) string {
+	return strings.TrimPrefix(c.String(), "ERROR_CODE_")
+}
+
+// finishRecord fills the outcome of rec from an executor result.
+func (g *Guard) finishRecord(rec *AuditRecord, res *pb.ActionResult) {
+	if e := res.GetError(); e != nil {
+		rec.Outcome = OutcomeError
+		rec.Code = codeName(e.GetCode())
+		rec.RPCError = e.GetRpcError()
+		rec.Reason = e.GetMessage()
+		rec.RetryAfter = int(e.GetRetryAfterSeconds())
+		return
+	}
+	rec.Outcome = OutcomeOK
+	if m := res.GetMessage(); m != nil {
+		rec.MessageID = m.GetId()
+	}
+}
+
+// learn picks up slow mode from results that carry a chat.
+func (g *Guard) learn(in info, res *pb.ActionResult) {
+	if c := res.GetChat(); c != nil && c.GetPeer() != nil {
+		g.SetSlowMode(c.GetPeer(), int(c.GetSlowModeSeconds()))
+	}
+}
+
+// dryRunResult is what a write returns in dry-run mode: ok, and for sends
+// a message with id 0 (real messages never have id 0).
+func dryRunResult(a *pb.Action, in info, now time.Time) *pb.ActionResult {
+	switch a.GetKind().(type) {
+	case *pb.Action_Send, *pb.Action_SendMedia:
+		return &pb.ActionResult{Result: &pb.ActionResult_Message{Message: &pb.Message{
+			Id: 0, Chat: &pb.Chat{Peer: in.chat}, Outgoing: true, Date: now.Unix(), Text: in.text,
+		}}}
+	case *pb.Action_Forward:
+		return &pb.ActionResult{Result: &pb.ActionResult_Messages{Messages: &pb.Messages{Messages: []*pb.Message{}}}}
+	}
+	return &pb.ActionResult{Result: &pb.ActionResult_Ok{Ok: &pb.Ok{}}}
+}
+
+// pauseState reports why writes of source must wait now, and until when
+// (zero: until something wakes them). ok is false when they may go.
+func (g *Guard) blocked(source string, send bool) (reason string, until time.Time, wake <-chan struct{}, ok bool) {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused {
+		return g.pauseReason, time.Time{}, g.resumed, true
+	}
+	if g.opts.PauseFile != "" {
+		if now.Sub(g.pauseFile.checked) >= g.opts.PauseFilePoll || now.Before(g.pauseFile.checked) {
+			_, err := os.Stat(g.opts.PauseFile)
+			exists := err == nil
+			if exists != g.pauseFile.exists {
+				if exists {
+					g.log.Warn("Pause file present: outgoing actions wait until it is removed", zap.String("file", g.opts.PauseFile))
+				} else {
+					g.log.Info("Pause file removed: resuming", zap.String("file", g.opts.PauseFile))
+				}
+			}
+			g.pauseFile.checked, g.pauseFile.exists = now, exists
+		}
+		if g.pauseFile.exists {
+			return "pause file " + g.opts.PauseFile + " exists", now.Add(g.opts.PauseFilePoll), g.resumed, true
+		}
+	}
+	if q := g.cfg.QuietHours; q != nil && source != SourceOwner {
+		if end, in := quietEnd(q, now); in {
+			return "quiet hours until " + end.Format("15:04 MST"), end, g.resumed, true
+		}
+	}
+	if send && now.Before(g.sendHold) {
+		return "Telegram asked to wait (FLOOD_WAIT) before sending again", g.sendHold, g.resumed, true
+	}
+	return "", time.Time{}, nil, false
+}
+
+// quietEnd reports whether now is within quiet hours and when they end.
+func quietEnd(q *config.QuietHours, now time.Time) (time.Time, bool) {
+	if q.From == q.To {
+		return time.Time{}, false
+	}
+	loc := q.Location
+	if loc == nil {
+		loc = time.Local
+	}
+	t := now.In(loc)
+	m := t.Hour()*60 + t.Minute()
+	midnight := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
+	at := func(dayOffset, minutes int) time.Time {
+		return time.Date(midnight.Year(), midnight.Month(), midnight.Day()+dayOffset, minutes/60, minutes%60, 0, 0, loc)
+	}
+	if q.From < q.To {
+		if m >= q.From && m < q.To {
+			return at(0, q.To), true
+		}
+		return time.Time{}, false
+	}
+	// Wraps midnight, e.g. 23:00-07:00.
+	if m >= q.From {
+		return at(1, q.To), true
+	}
+	if m < q.To {
+		return at(0, q.To), true
+	}
+	return time.Time{}, false
+}
+
+// errClosing ends waits when the guard closes.
+var errClosing = errors.New("the runner is stopping")
