@@ -364,6 +364,10 @@ func (in *instance) supervise(ctx context.Context) {
 			}
 		}
 
+		if ctx.Err() != nil {
+			in.setState(StateStopped, nil)
+			return
+		}
 		in.setState(StateStarting, nil)
 		r, proc, end := in.begin(ctx)
 		if r == nil {

@@ -226,7 +226,7 @@ const (
 	DefaultShutdownTimeout    = 5 * time.Second
 	DefaultHealthInterval     = 5 * time.Second
 	DefaultQueueSize          = 256
-	DefaultWindow             = 32
+	DefaultWindow             = 64
 	DefaultMaxActionsInFlight = 64
 	DefaultBackoffMin         = 500 * time.Millisecond
 	DefaultBackoffMax         = time.Minute
