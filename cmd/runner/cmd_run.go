@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -38,6 +40,14 @@ finish, state is flushed); a second one exits at once.`,
 
 func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
 	ctx := cmd.Context()
+	if cfg.Server.Type == config.ServerSandbox {
+		// The embedded sandbox lives in memory: a session or update state
+		// from an earlier run would point at a world that is gone.
+		cfg.Storage.Dir = filepath.Join(cfg.Storage.Dir, "sandbox-run")
+		if err := os.RemoveAll(cfg.Storage.Dir); err != nil {
+			return fmt.Errorf("reset sandbox storage: %w", err)
+		}
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
