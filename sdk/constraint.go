@@ -18,7 +18,7 @@ type constraint struct {
 	chatTypes []pluginv1.ChatType  // nil: any chat type
 	chats     []string             // nil: any chat; else peer strings
 	direction pluginv1.Direction
-	prefixes  []string // nil: any text; only constrains message events
+	prefixes  []string // nil: any text; else only messages starting with one
 }
 
 func anyEvent() constraint { return constraint{} }
@@ -30,20 +30,6 @@ func ofKinds(kinds ...pluginv1.EventKind) constraint { return constraint{kinds: 
 var messageKinds = []pluginv1.EventKind{
 	pluginv1.EventKind_EVENT_KIND_NEW_MESSAGE,
 	pluginv1.EventKind_EVENT_KIND_EDITED_MESSAGE,
-}
-
-// canBeMessage reports whether the constraint admits message events, the
-// only ones text prefixes apply to.
-func (c constraint) canBeMessage() bool {
-	if c.kinds == nil {
-		return true
-	}
-	for _, k := range c.kinds {
-		if k == pluginv1.EventKind_EVENT_KIND_NEW_MESSAGE || k == pluginv1.EventKind_EVENT_KIND_EDITED_MESSAGE {
-			return true
-		}
-	}
-	return false
 }
 
 func intersect[T comparable](a, b []T) []T {
@@ -123,27 +109,10 @@ func and(a, b constraint) constraint {
 				}
 			}
 		}
-		if len(out.prefixes) == 0 && out.canBeMessage() {
-			// Only message events carry text; others still pass.
-			out.kinds = intersect(out.kinds, nonMessageKinds())
-			if len(out.kinds) == 0 {
-				return neverEvent()
-			}
-			out.prefixes = nil
+		if len(out.prefixes) == 0 {
+			return neverEvent()
 		}
 	}
-	return out
-}
-
-func nonMessageKinds() []pluginv1.EventKind {
-	var out []pluginv1.EventKind
-	for k := range pluginv1.EventKind_name {
-		ek := pluginv1.EventKind(k)
-		if ek != pluginv1.EventKind_EVENT_KIND_UNSPECIFIED && !slices.Contains(messageKinds, ek) {
-			out = append(out, ek)
-		}
-	}
-	slices.Sort(out)
 	return out
 }
 
@@ -162,16 +131,10 @@ func or(a, b constraint) constraint {
 	if a.direction == b.direction {
 		out.direction = a.direction
 	}
-	// Prefixes only matter for the sides that admit message events.
-	am, bm := a.canBeMessage(), b.canBeMessage()
-	switch {
-	case am && bm:
-		out.prefixes = union(a.prefixes, b.prefixes)
-	case am:
-		out.prefixes = a.prefixes
-	case bm:
-		out.prefixes = b.prefixes
-	}
+	// A text prefix also rules out events that are not messages (that is
+	// how the runner applies it), so it survives a union only when both
+	// sides have one.
+	out.prefixes = union(a.prefixes, b.prefixes)
 	return out
 }
 

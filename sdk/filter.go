@@ -18,6 +18,8 @@ type Filter interface {
 	// Match reports whether the event in c passes. A filter may record
 	// what it found in c (a command's arguments, a regex's groups).
 	Match(c *Context) bool
+	// constraint is what the filter can match, given the command prefix
+	// ("" when it is not known yet).
 	constraint(prefix string) constraint
 }
 
@@ -259,11 +261,16 @@ func Command(names ...string) Filter {
 			return true
 		},
 		cons: func(prefix string) constraint {
+			newOnly := []pluginv1.EventKind{pluginv1.EventKind_EVENT_KIND_NEW_MESSAGE}
+			if prefix == "" {
+				// Not configured yet: the runner's prefix is unknown.
+				return constraint{kinds: newOnly}
+			}
 			ps := make([]string, len(names))
 			for i, n := range names {
 				ps[i] = prefix + n
 			}
-			return constraint{kinds: []pluginv1.EventKind{pluginv1.EventKind_EVENT_KIND_NEW_MESSAGE}, prefixes: ps}
+			return constraint{kinds: newOnly, prefixes: ps}
 		},
 	}
 }

@@ -48,13 +48,15 @@ func TestSubscriptionFromHandlers(t *testing.T) {
 			Events:    []pluginv1.EventKind{newMsg, editMsg},
 			ChatTypes: []pluginv1.ChatType{pluginv1.ChatType_CHAT_TYPE_PRIVATE, pluginv1.ChatType_CHAT_TYPE_GROUP},
 		}},
-		{"a reaction handler keeps the command prefixes for messages", func(p *sdk.Plugin) {
+		{"a reaction handler drops the prefixes (the runner applies them to every event)", func(p *sdk.Plugin) {
 			p.Command("ping", nop)
 			p.Handle(sdk.Kinds(pluginv1.EventKind_EVENT_KIND_REACTION), nop)
 		}, &pluginv1.Subscription{
-			Events:       []pluginv1.EventKind{newMsg, pluginv1.EventKind_EVENT_KIND_REACTION},
-			TextPrefixes: []string{".ping"},
+			Events: []pluginv1.EventKind{newMsg, pluginv1.EventKind_EVENT_KIND_REACTION},
 		}},
+		{"prefixes with nothing in common match nothing", func(p *sdk.Plugin) {
+			p.Handle(sdk.And(sdk.TextPrefix("!a"), sdk.TextPrefix("?b")), nop)
+		}, &pluginv1.Subscription{Events: []pluginv1.EventKind{pluginv1.EventKind_EVENT_KIND_UNSPECIFIED}}},
 		{"a command in one chat", func(p *sdk.Plugin) {
 			p.Command("ping", nop).Where(sdk.Chats(sdk.ChannelPeer(77)))
 		}, &pluginv1.Subscription{Events: []pluginv1.EventKind{newMsg}, TextPrefixes: []string{".ping"}, Chats: []string{"channel:77"}}},
@@ -76,6 +78,7 @@ func TestSubscriptionFromHandlers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := sdk.New("sub", "0")
 			tc.register(p)
+			sdktest.New(t, p, sdktest.Quiet()) // configures the prefix
 			got := p.Info().GetSubscription()
 			if !proto.Equal(got, tc.want) {
 				t.Fatalf("subscription\n got: %s\nwant: %s", prototext.Format(got), prototext.Format(tc.want))
@@ -92,7 +95,7 @@ func TestInfoListsCommandsAndPermissions(t *testing.T) {
 	)
 	p.Command("note", nop).Describe("Saves a note").Usage("<name> <text>")
 	p.Command("notes", nop).Describe("Lists notes")
-	h := sdktest.New(t, p, sdktest.Quiet())
+	h := sdktest.New(t, p, sdktest.Quiet(), sdktest.WithPrefix("!"))
 	want := &pluginv1.PluginInfo{
 		Name: "notes", Version: "1.2.3", Description: "Keeps notes", Sdk: "go/" + sdk.Version,
 		Permissions: &pluginv1.Permissions{Actions: []string{"send", "edit"}, Chats: []string{"self"}},
@@ -100,9 +103,15 @@ func TestInfoListsCommandsAndPermissions(t *testing.T) {
 			{Name: "note", Description: "Saves a note", Usage: "<name> <text>"},
 			{Name: "notes", Description: "Lists notes"},
 		},
-		Subscription: &pluginv1.Subscription{Events: []pluginv1.EventKind{newMsg}, TextPrefixes: []string{".note", ".notes"}, RawTl: true},
+		// Before Configure the prefix is unknown: every new message.
+		Subscription: &pluginv1.Subscription{Events: []pluginv1.EventKind{newMsg}, RawTl: true},
 	}
 	if got := h.Info(); !proto.Equal(got, want) {
 		t.Fatalf("info over the wire\n got: %s\nwant: %s", prototext.Format(got), prototext.Format(want))
+	}
+	// Asked again after Configure, the commands narrow it.
+	want.Subscription.TextPrefixes = []string{"!note", "!notes"}
+	if got := p.Info(); !proto.Equal(got, want) {
+		t.Fatalf("info after Configure\n got: %s\nwant: %s", prototext.Format(got), prototext.Format(want))
 	}
 }

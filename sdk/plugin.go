@@ -43,6 +43,7 @@ type Plugin struct {
 	configs     []configDecoder
 	onConfigure []func(Settings) error
 	settings    atomic.Pointer[Settings]
+	configured  atomic.Bool
 	configureMu sync.Mutex
 	server      *server
 	exec        *executor
@@ -332,7 +333,10 @@ func (r *Route) call(c *Context) (err error) {
 // info describes the plugin from what is registered.
 func (p *Plugin) info() *pluginv1.PluginInfo {
 	p.freeze()
-	prefix := p.prefix()
+	prefix := ""
+	if p.configured.Load() {
+		prefix = p.prefix()
+	}
 	cons := neverEvent()
 	var commands []*pluginv1.Command
 	seen := map[string]bool{}
@@ -360,7 +364,8 @@ func (p *Plugin) info() *pluginv1.PluginInfo {
 
 // Info returns the description the runner gets: name, version, commands,
 // permissions, and the subscription computed from the handlers' filters.
-// Commands' text prefixes use the current command prefix (see Settings).
+// Commands narrow it to their text prefixes only once Configure has told
+// the command prefix; before that they subscribe to every new message.
 func (p *Plugin) Info() *pluginv1.PluginInfo { return p.info() }
 
 func (p *Plugin) prefix() string { return p.settings.Load().CommandPrefix }

@@ -97,6 +97,7 @@ func (p *Plugin) configure(req *pluginv1.ConfigureRequest) error {
 			return &ConfigError{Reason: err.Error()}
 		}
 	}
+	p.configured.Store(true)
 	p.logger.Debug("configured", "instance", next.Instance, "prefix", prefix)
 	return nil
 }
