@@ -278,6 +278,9 @@ var knownActions = map[string]bool{
 	"send": true, "edit": true, "delete": true, "forward": true, "react": true,
 	"read_history": true, "typing": true, "history": true, "resolve": true,
 	"download": true, "upload": true, "join": true, "leave": true, "raw_invoke": true,
+	// Granted in config for the guard's daily limits; no contract action
+	// needs them yet.
+	"invite": true, "import_contacts": true,
 }
 
 var instanceNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
