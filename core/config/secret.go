@@ -83,3 +83,23 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(Redacted), nil }
 
 // MarshalYAML implements yaml.Marshaler.
 func (s Secret) MarshalYAML() (any, error) { return Redacted, nil }
+
+// EnvName is the environment variable the secret was read from, or "".
+func (s Secret) EnvName() string {
+	if s.source == SourceEnv {
+		return s.ref
+	}
+	return ""
+}
+
+// SecretEnvNames lists the environment variables the config's secrets came
+// from, so that they are never passed on to plugins.
+func (c *Config) SecretEnvNames() []string {
+	var out []string
+	for _, s := range []Secret{c.Account.APIHash, c.Account.Phone, c.Account.Password} {
+		if n := s.EnvName(); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/gotd/td/crypto"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/runner"
@@ -56,9 +58,31 @@ func newEnv(t *testing.T) *env {
 
 // run starts a runner and returns once it is ready.
 func (e *env) run(t *testing.T, opts runner.Options) (stop func() error) {
+	stop, _ = e.runWith(t, opts, false)
+	return stop
+}
+
+// runStack starts a runner with the standard stack (guard, executor,
+// plugin host) and returns once the plugins are up.
+func (e *env) runStack(t *testing.T) (*runner.Stack, func() error) {
+	stop, stack := e.runWith(t, runner.Options{}, true)
+	select {
+	case <-stack.Ready():
+	case <-time.After(60 * time.Second):
+		t.Fatal("plugins not up in 60s")
+	}
+	return stack, stop
+}
+
+func (e *env) runWith(t *testing.T, opts runner.Options, withStack bool) (stop func() error, stack *runner.Stack) {
 	t.Helper()
 	st, err := store.Open(context.Background(), e.dir, store.Options{})
 	require.NoError(t, err)
+	if withStack {
+		stack, err = runner.NewStack(e.cfg, st, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+		require.NoError(t, err)
+		opts.Services = append(opts.Services, stack)
+	}
 	ready := make(chan *runner.Session, 1)
 	opts.Sandbox = e.sb
 	opts.Login = runner.SandboxLogin(e.sb, e.owner.Phone, "")
@@ -85,7 +109,7 @@ func (e *env) run(t *testing.T, opts runner.Options) (stop func() error) {
 		return runErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return stop
+	return stop, stack
 }
 
 // readEvents reads the journal as a named consumer until pred holds.

@@ -1,0 +1,89 @@
+package runner_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/sandbox"
+)
+
+type builtPlugin struct {
+	path, sum string
+	err       error
+}
+
+var builds sync.Map // package path → func() builtPlugin
+
+// buildPlugin compiles a plugin binary once per test binary and returns its
+// path and sha256.
+func buildPlugin(t *testing.T, pkg string) (string, string) {
+	t.Helper()
+	f, _ := builds.LoadOrStore(pkg, sync.OnceValue(func() builtPlugin {
+		dir, err := os.MkdirTemp("", "tgrunner-plugin-")
+		if err != nil {
+			return builtPlugin{err: err}
+		}
+		out := filepath.Join(dir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			return builtPlugin{err: err}
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			return builtPlugin{err: err}
+		}
+		sum := sha256.Sum256(b)
+		return builtPlugin{path: out, sum: hex.EncodeToString(sum[:])}
+	}))
+	b := f.(func() builtPlugin)()
+	require.NoError(t, b.err, "build %s", pkg)
+	return b.path, b.sum
+}
+
+// pluginConfig decodes a plugins: entry the way a user writes it.
+func pluginConfig(t *testing.T, entry string) config.Plugin {
+	t.Helper()
+	c, err := config.Parse("test.yaml", []byte("version: 1\nserver: sandbox\nplugins:\n"+entry), config.LoadOptions{LookupEnv: config.MapEnv(nil)})
+	require.NoError(t, err)
+	return c.Plugins[0]
+}
+
+// The thin slice, end to end: a sandbox user writes ".ping" to the owner,
+// the runner journals it, the plugin host delivers it to the ping plugin
+// (a separate process), the plugin replies through the guard, and the
+// sandbox user sees "pong".
+func TestPingPluginAnswersThroughRunner(t *testing.T) {
+	path, sum := buildPlugin(t, "github.com/tgrunner/tgrunner/plugins/examples/ping")
+	e := newEnv(t)
+	e.cfg.Plugins = []config.Plugin{pluginConfig(t, `
+  - name: ping
+    path: `+path+`
+    sha256: `+sum+`
+    permissions:
+      actions: [send, edit]
+      chats: [private]
+`)}
+	e.runStack(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := e.sb.As(e.alice.ID).SendText(ctx, sandbox.UserPeer(e.owner.ID), ".ping")
+	require.NoError(t, err)
+	reply, err := e.sb.WaitMessage(ctx, func(m sandbox.Message) bool {
+		return m.From == e.owner.ID && m.Peer == sandbox.UserPeer(e.alice.ID) && strings.HasPrefix(m.Text, "pong")
+	})
+	require.NoError(t, err, "no pong from the plugin")
+	require.NotZero(t, reply.ReplyTo, "pong replies to the .ping")
+}

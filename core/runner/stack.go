@@ -1,0 +1,387 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tgrunner/tgrunner/core/action"
+	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/event"
+	"github.com/tgrunner/tgrunner/core/guard"
+	"github.com/tgrunner/tgrunner/core/peers"
+	"github.com/tgrunner/tgrunner/core/pluginhost"
+	"github.com/tgrunner/tgrunner/core/store"
+	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
+)
+
+// Stack is the standard action path and its consumers: the executor behind
+// the guard, and the plugin host feeding every configured plugin from the
+// journal. It is a Service.
+type Stack struct {
+	cfg   *config.Config
+	store *store.Store
+	log   *zap.Logger
+	specs []pluginhost.Spec
+	// SelfPath overrides the binary that serves builtin plugins.
+	SelfPath string
+
+	mu    sync.Mutex
+	guard *guard.Guard
+	exec  *guard.Guarded
+	host  *pluginhost.Host
+	ready chan struct{}
+}
+
+// NewStack maps the config's plugins into host specs and checks them; it
+// starts nothing.
+func NewStack(cfg *config.Config, st *store.Store, log *zap.Logger) (*Stack, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Stack{cfg: cfg, store: st, log: log, ready: make(chan struct{})}
+	for _, p := range cfg.Plugins {
+		spec, err := PluginSpec(cfg, p)
+		if err != nil {
+			return nil, err
+		}
+		s.specs = append(s.specs, spec)
+	}
+	return s, nil
+}
+
+// Ready is closed once the action path and the plugins are up.
+func (s *Stack) Ready() <-chan struct{} { return s.ready }
+
+// Guard returns the live guard, or nil before Run.
+func (s *Stack) Guard() *guard.Guard {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.guard
+}
+
+// Host returns the live plugin host, or nil before Run.
+func (s *Stack) Host() *pluginhost.Host {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.host
+}
+
+// Executor returns the guarded action executor, or nil before Run.
+func (s *Stack) Executor() *guard.Guarded {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exec
+}
+
+// Run implements Service.
+func (s *Stack) Run(ctx context.Context, sess *Session) error {
+	selfID := sess.Self.ID
+	self := func() int64 { return selfID }
+	exec := action.New(sess.API, sess.Peers, self, action.Options{Logger: s.log.Named("action")})
+
+	var guarded *guard.Guarded
+	notify := func(ctx context.Context, text string) {
+		if guarded == nil {
+			return
+		}
+		res := guarded.Execute(ctx, action.Call{Source: "runner", Action: &pb.Action{Kind: &pb.Action_Send{
+			Send: &pb.SendMessage{Chat: &pb.Peer{Kind: pb.PeerKind_PEER_KIND_USER, Id: selfID}, Text: "tgrunner: " + text},
+		}}})
+		if res.GetError() != nil {
+			s.log.Warn("Notify Saved Messages", zap.String("error", res.GetError().GetMessage()))
+		}
+	}
+	g := guard.New(s.cfg.Limits, guard.Deps{
+		Store:  s.store,
+		Self:   self,
+		Logger: s.log.Named("guard"),
+		Notify: notify,
+	}, guard.Options{
+		PauseFile: filepath.Join(s.store.Dir(), "PAUSED"),
+		Plugins:   s.pluginLimits(),
+	})
+	guarded = g.Wrap(exec)
+	if n, err := g.Recover(ctx, exec); err != nil {
+		s.log.Warn("Resume waiting actions", zap.Error(err))
+	} else if n > 0 {
+		s.log.Info("Resumed waiting actions", zap.Int("count", n))
+	}
+
+	host, err := pluginhost.New(pluginhost.Options{
+		Logger:   s.log.Named("plugins"),
+		Feeds:    s.feed,
+		Executor: hostExecutor{next: guarded},
+		Auditor:  hostAuditor{g: g},
+		KV:       storeKV{st: s.store},
+		Resolver: chatResolver{peers: sess.Peers, self: selfID},
+		Account:  sess.Account,
+		Me:       event.UserOf(sess.Self, selfID),
+		SelfPath: s.SelfPath,
+		DenyEnv:  s.cfg.SecretEnvNames(),
+	}, s.specs...)
+	if err != nil {
+		_ = g.Close(context.WithoutCancel(ctx))
+		return fmt.Errorf("plugins: %w", err)
+	}
+	s.mu.Lock()
+	s.guard, s.exec, s.host = g, guarded, host
+	s.mu.Unlock()
+
+	if err := host.Start(ctx); err != nil {
+		_ = g.Close(context.WithoutCancel(ctx))
+		return fmt.Errorf("start plugins: %w", err)
+	}
+	close(s.ready)
+	<-ctx.Done()
+
+	// Plugins get the Shutdown message and finish in-flight actions while
+	// the client is still connected.
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	errStop := host.Stop(stopCtx)
+	errClose := g.Close(stopCtx)
+	return errors.Join(errStop, errClose)
+}
+
+func (s *Stack) pluginLimits() map[string]config.PluginLimits {
+	out := map[string]config.PluginLimits{}
+	for _, p := range s.cfg.Plugins {
+		out[p.Name] = p.Limits
+	}
+	return out
+}
+
+// feed gives each plugin instance its own durable journal consumer.
+func (s *Stack) feed(ctx context.Context, instance string) (pluginhost.Feed, error) {
+	c, err := s.store.Journal().Consumer(ctx, "plugin:"+instance, store.ConsumerOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return journalFeed{c: c}, nil
+}
+
+type journalFeed struct{ c *store.Consumer }
+
+func (f journalFeed) Read(ctx context.Context, after uint64, max int) ([]*pb.Event, error) {
+	entries, err := f.c.Next(ctx, after, max)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*pb.Event, 0, len(entries))
+	for _, e := range entries {
+		ev, err := DecodeEntry(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func (f journalFeed) Ack(ctx context.Context, seqs ...uint64) error { return f.c.Ack(ctx, seqs...) }
+
+func (f journalFeed) Position(ctx context.Context) (uint64, error) {
+	p, err := f.c.Position(ctx)
+	return p.Low, err
+}
+
+type hostExecutor struct{ next *guard.Guarded }
+
+func (h hostExecutor) Execute(ctx context.Context, call pluginhost.Call) *pb.ActionResult {
+	return h.next.Execute(ctx, action.Call{Source: guard.PluginSource(call.Plugin), Action: call.Action, CauseSeq: call.CauseSeq})
+}
+
+type hostAuditor struct{ g *guard.Guard }
+
+func (a hostAuditor) Record(_ context.Context, e pluginhost.AuditEntry) {
+	outcome := guard.OutcomeDenied
+	a.g.Record(guard.AuditRecord{
+		Time:     e.Time,
+		Source:   guard.PluginSource(e.Plugin),
+		Kind:     e.Action,
+		Chat:     e.Chat,
+		Outcome:  outcome,
+		Reason:   string(e.Kind) + ": " + e.Reason,
+		CauseSeq: e.CauseSeq,
+	})
+}
+
+type storeKV struct{ st *store.Store }
+
+func (k storeKV) Get(ctx context.Context, plugin, key string) ([]byte, bool, error) {
+	v, err := k.st.PluginKV(plugin).Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
+	}
+	return v, err == nil, err
+}
+
+func (k storeKV) Set(ctx context.Context, plugin, key string, value []byte) error {
+	return k.st.PluginKV(plugin).Set(ctx, key, value)
+}
+
+func (k storeKV) Delete(ctx context.Context, plugin, key string) error {
+	err := k.st.PluginKV(plugin).Delete(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (k storeKV) List(ctx context.Context, plugin, prefix string) ([]string, error) {
+	pairs, err := k.st.PluginKV(plugin).List(ctx, prefix, 0)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(pairs))
+	for i, p := range pairs {
+		keys[i] = p.Key
+	}
+	return keys, nil
+}
+
+type chatResolver struct {
+	peers *peers.Cache
+	self  int64
+}
+
+func (r chatResolver) Chat(_ context.Context, p *pb.Peer) (*pb.Chat, error) {
+	switch p.GetKind() {
+	case pb.PeerKind_PEER_KIND_USER:
+		u := r.peers.User(p.Id)
+		if u == nil && p.Id != r.self {
+			return nil, fmt.Errorf("user:%d: %w", p.Id, pluginhost.ErrUnknownChat)
+		}
+		return event.ChatOfUser(u, p.Id, r.self), nil
+	case pb.PeerKind_PEER_KIND_CHAT:
+		c := r.peers.Chat(p.Id)
+		if c == nil {
+			return nil, fmt.Errorf("chat:%d: %w", p.Id, pluginhost.ErrUnknownChat)
+		}
+		return event.ChatOfChat(c, p.Id), nil
+	case pb.PeerKind_PEER_KIND_CHANNEL:
+		c := r.peers.Channel(p.Id)
+		if c == nil {
+			return nil, fmt.Errorf("channel:%d: %w", p.Id, pluginhost.ErrUnknownChat)
+		}
+		return event.ChatOfChannel(c, p.Id), nil
+	}
+	return nil, fmt.Errorf("%v: %w", p, pluginhost.ErrUnknownChat)
+}
+
+// PluginSpec maps one configured plugin onto the host's spec.
+func PluginSpec(cfg *config.Config, p config.Plugin) (pluginhost.Spec, error) {
+	spec := pluginhost.Spec{
+		Name:          p.Name,
+		Path:          p.Path,
+		SHA256:        p.SHA256,
+		Builtin:       p.Builtin,
+		Args:          p.Args,
+		EnvAllow:      p.Env,
+		WorkDir:       filepath.Join(cfg.Storage.Dir, "plugins", p.Name),
+		StartTimeout:  p.Timeouts.Start,
+		EventDeadline: p.Timeouts.Event,
+		Queue:         pluginhost.QueuePolicy{Size: p.Queue.Size, Overflow: pluginhost.Overflow(p.Queue.Overflow)},
+		Restart: pluginhost.RestartPolicy{
+			BackoffMin: p.Restart.BackoffMin,
+			BackoffMax: p.Restart.BackoffMax,
+			MaxCrashes: p.Restart.MaxCrashes,
+			Window:     p.Restart.Window,
+		},
+		Disabled: p.Disabled,
+	}
+	if p.Config != nil {
+		var v any
+		if err := p.Config.Decode(&v); err != nil {
+			return spec, fmt.Errorf("plugins %s: config: %w", p.Name, err)
+		}
+		b, err := json.Marshal(jsonable(v))
+		if err != nil {
+			return spec, fmt.Errorf("plugins %s: config: %w", p.Name, err)
+		}
+		spec.Config = b
+	}
+	for _, a := range p.Permissions.Actions {
+		spec.Grants.Actions = append(spec.Grants.Actions, string(a))
+	}
+	for _, c := range p.Permissions.Chats {
+		spec.Grants.Chats = append(spec.Grants.Chats, hostChatRef(c))
+	}
+	for _, e := range p.Events {
+		k, ok := pb.EventKind_value["EVENT_KIND_"+strings.ToUpper(e)]
+		if !ok && e == "deleted_message" {
+			k, ok = int32(pb.EventKind_EVENT_KIND_DELETED_MESSAGES), true
+		}
+		if !ok {
+			return spec, fmt.Errorf("plugins %s: events: unknown kind %q", p.Name, e)
+		}
+		spec.Filter.Events = append(spec.Filter.Events, pb.EventKind(k))
+	}
+	for _, c := range p.Filter.Chats {
+		spec.Filter.Chats = append(spec.Filter.Chats, hostChatRef(c))
+	}
+	switch p.Filter.Direction {
+	case config.DirectionIncoming:
+		spec.Filter.Direction = pb.Direction_DIRECTION_INCOMING
+	case config.DirectionOutgoing:
+		spec.Filter.Direction = pb.Direction_DIRECTION_OUTGOING
+	}
+	spec.Filter.Pattern = p.Filter.Pattern
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return spec, fmt.Errorf("plugins %s: %w", p.Name, err)
+	}
+	return spec, nil
+}
+
+// hostChatRef converts a config chat (Bot API style ids: users positive,
+// basic groups negative, channels -100...) into the host's reference.
+func hostChatRef(c config.ChatRef) pluginhost.ChatRef {
+	switch {
+	case c.Username != "":
+		return pluginhost.ChatRef{Username: c.Username}
+	case c.Kind != "":
+		return pluginhost.ChatRef{Kind: pluginhost.ChatKind(c.Kind)}
+	case c.ID > 0:
+		return pluginhost.ChatRef{Peer: &pb.Peer{Kind: pb.PeerKind_PEER_KIND_USER, Id: c.ID}}
+	case c.ID < -1_000_000_000_000:
+		return pluginhost.ChatRef{Peer: &pb.Peer{Kind: pb.PeerKind_PEER_KIND_CHANNEL, Id: -c.ID - 1_000_000_000_000}}
+	default:
+		return pluginhost.ChatRef{Peer: &pb.Peer{Kind: pb.PeerKind_PEER_KIND_CHAT, Id: -c.ID}}
+	}
+}
+
+// jsonable turns YAML-decoded maps with interface keys into JSON-encodable
+// ones.
+func jsonable(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			v[k] = jsonable(e)
+		}
+		return v
+	case map[any]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[fmt.Sprint(k)] = jsonable(e)
+		}
+		return out
+	case []any:
+		for i, e := range v {
+			v[i] = jsonable(e)
+		}
+		return v
+	}
+	return v
+}
+
+var _ = yaml.Node{}
