@@ -65,11 +65,11 @@ func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
 		opts.Login = runner.SandboxLogin(sb, phone, cfg.Account.Password.Reveal())
 		log.Info("Embedded sandbox started", zap.String("addr", sb.Addr()))
 	}
-	services, err := buildServices(cfg, st, log)
+	stack, err := buildStack(cfg, st, log)
 	if err != nil {
 		return err
 	}
-	opts.Services = services
+	opts.Services = []runner.Service{stack}
 	r := runner.New(cfg, st, opts)
 	if err := r.Run(ctx); err != nil {
 		return fmt.Errorf("run: %w", err)

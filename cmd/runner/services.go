@@ -8,8 +8,8 @@ import (
 	"github.com/tgrunner/tgrunner/core/store"
 )
 
-// buildServices assembles what consumes the journal while the session is
-// up: the plugin host and the action path behind the guard.
-func buildServices(cfg *config.Config, st *store.Store, log *zap.Logger) ([]runner.Service, error) {
-	return nil, nil
+// buildStack assembles what consumes the journal while the session is up:
+// the action path behind the guard, and the plugin host.
+func buildStack(cfg *config.Config, st *store.Store, log *zap.Logger) (*runner.Stack, error) {
+	return runner.NewStack(cfg, st, log)
 }

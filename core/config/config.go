@@ -235,8 +235,8 @@ type Action string
 // Actions is every action a plugin can be granted, in documentation order.
 var Actions = []Action{
 	"send", "edit", "delete", "forward", "react", "read_history", "resolve",
-	"history", "download", "upload", "typing", "raw_invoke", "join", "invite",
-	"import_contacts",
+	"history", "download", "upload", "typing", "raw_invoke", "join", "leave",
+	"invite", "import_contacts", "runner_control",
 }
 
 // EventKinds is every event kind a plugin can subscribe to.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
 )
@@ -197,6 +198,26 @@ func (h *Host) StatusOf(name string) (Status, bool) {
 	return in.status(), true
 }
 
+// Infos returns what each plugin said about itself (name, version,
+// commands...) in config order; plugins that never started are left out.
+// The plugin's own name is replaced by its instance name.
+func (h *Host) Infos() []*pluginv1.PluginInfo {
+	var out []*pluginv1.PluginInfo
+	for _, name := range h.order {
+		in := h.instances[name]
+		in.mu.Lock()
+		info := in.info
+		in.mu.Unlock()
+		if info == nil {
+			continue
+		}
+		c := proto.Clone(info).(*pluginv1.PluginInfo)
+		c.Name = in.spec.Name
+		out = append(out, c)
+	}
+	return out
+}
+
 // ErrNoSuchPlugin is returned by the control methods for unknown names.
 var ErrNoSuchPlugin = errors.New("no such plugin")
 
@@ -293,6 +314,7 @@ type instance struct {
 
 	mu       sync.Mutex
 	st       Status
+	info     *pluginv1.PluginInfo // the latest the plugin gave; nil before
 	crashes  []time.Time
 	launches int
 	cur      *run
@@ -515,6 +537,9 @@ func (in *instance) healthLoop(r *run, proc *process) {
 }
 
 func (in *instance) noteInfo(info *pluginv1.PluginInfo) {
+	in.mu.Lock()
+	in.info = info
+	in.mu.Unlock()
 	in.setState(StateStarting, func(st *Status) { st.Version, st.SDK = info.GetVersion(), info.GetSdk() })
 	var missing []string
 	for _, a := range info.GetPermissions().GetActions() {

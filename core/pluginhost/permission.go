@@ -71,6 +71,8 @@ func describeAction(a *pluginv1.Action) (actionInfo, error) {
 		return actionInfo{name: "raw_invoke"}, nil
 	case *pluginv1.Action_KvGet, *pluginv1.Action_KvSet, *pluginv1.Action_KvDelete, *pluginv1.Action_KvList:
 		return actionInfo{kv: true}, nil
+	case *pluginv1.Action_RunnerStatus, *pluginv1.Action_Pause, *pluginv1.Action_Resume, *pluginv1.Action_ListPlugins:
+		return actionInfo{name: "runner_control"}, nil
 	case nil:
 		return actionInfo{}, errors.New("empty action")
 	default:

@@ -34,6 +34,9 @@ type Stack struct {
 	// SelfPath overrides the binary that serves builtin plugins.
 	SelfPath string
 
+	account string
+	started time.Time
+
 	mu    sync.Mutex
 	guard *guard.Guard
 	exec  *guard.Guarded
@@ -85,6 +88,7 @@ func (s *Stack) Executor() *guard.Guarded {
 // Run implements Service.
 func (s *Stack) Run(ctx context.Context, sess *Session) error {
 	selfID := sess.Self.ID
+	s.account, s.started = sess.Account, time.Now()
 	self := func() int64 { return selfID }
 	exec := action.New(sess.API, sess.Peers, self, action.Options{Logger: s.log.Named("action")})
 
@@ -119,7 +123,7 @@ func (s *Stack) Run(ctx context.Context, sess *Session) error {
 	host, err := pluginhost.New(pluginhost.Options{
 		Logger:   s.log.Named("plugins"),
 		Feeds:    s.feed,
-		Executor: hostExecutor{next: guarded},
+		Executor: hostExecutor{next: guarded, stack: s},
 		Auditor:  hostAuditor{g: g},
 		KV:       storeKV{st: s.store},
 		Resolver: chatResolver{peers: sess.Peers, self: selfID},
@@ -194,10 +198,76 @@ func (f journalFeed) Position(ctx context.Context) (uint64, error) {
 	return p.Low, err
 }
 
-type hostExecutor struct{ next *guard.Guarded }
+type hostExecutor struct {
+	next  *guard.Guarded
+	stack *Stack
+}
 
 func (h hostExecutor) Execute(ctx context.Context, call pluginhost.Call) *pb.ActionResult {
+	if res, ok := h.stack.control(ctx, call); ok {
+		return res
+	}
 	return h.next.Execute(ctx, action.Call{Source: guard.PluginSource(call.Plugin), Action: call.Action, CauseSeq: call.CauseSeq})
+}
+
+// control serves the runner-control actions (the host has already checked
+// the runner_control permission). They never reach Telegram.
+func (s *Stack) control(ctx context.Context, call pluginhost.Call) (*pb.ActionResult, bool) {
+	g, host := s.Guard(), s.Host()
+	switch k := call.Action.GetKind().(type) {
+	case *pb.Action_RunnerStatus:
+		return &pb.ActionResult{Result: &pb.ActionResult_RunnerStatus{RunnerStatus: s.Status(ctx)}}, true
+	case *pb.Action_Pause:
+		reason := k.Pause.GetReason()
+		if reason == "" {
+			reason = "paused by " + guard.PluginSource(call.Plugin)
+		}
+		g.Pause(reason)
+		g.Record(guard.AuditRecord{Time: time.Now(), Source: guard.PluginSource(call.Plugin), Kind: "pause", Outcome: guard.OutcomeOK, Reason: reason})
+		return &pb.ActionResult{Result: &pb.ActionResult_Ok{Ok: &pb.Ok{}}}, true
+	case *pb.Action_Resume:
+		g.Resume()
+		g.Record(guard.AuditRecord{Time: time.Now(), Source: guard.PluginSource(call.Plugin), Kind: "resume", Outcome: guard.OutcomeOK})
+		return &pb.ActionResult{Result: &pb.ActionResult_Ok{Ok: &pb.Ok{}}}, true
+	case *pb.Action_ListPlugins:
+		var infos []*pb.PluginInfo
+		if host != nil {
+			infos = host.Infos()
+		}
+		return &pb.ActionResult{Result: &pb.ActionResult_Plugins{Plugins: &pb.PluginList{Plugins: infos}}}, true
+	}
+	return nil, false
+}
+
+// Status describes the runner for the admin plugin, `runner status` and
+// the status page.
+func (s *Stack) Status(ctx context.Context) *pb.RunnerStatus {
+	st := &pb.RunnerStatus{Account: s.account, UptimeSeconds: int64(time.Since(s.started).Seconds())}
+	if g := s.Guard(); g != nil {
+		snap := g.Snapshot(ctx)
+		st.Paused, st.PauseReason, st.DryRun = snap.Paused, snap.PauseReason, snap.DryRun
+	}
+	if host := s.Host(); host != nil {
+		for _, p := range host.Status() {
+			st.Plugins = append(st.Plugins, &pb.PluginStatus{
+				Name: p.Name, State: string(p.State), Version: p.Version,
+				QueueDepth: int32(p.QueueDepth), InFlight: int32(p.InFlight), Restarts: int32(p.Restarts),
+				LastError: p.LastError, Delivered: p.Delivered, Failed: p.Failed,
+			})
+		}
+	}
+	var lag uint64
+	for _, p := range s.cfg.Plugins {
+		c, err := s.store.Journal().Consumer(ctx, "plugin:"+p.Name, store.ConsumerOptions{})
+		if err != nil {
+			continue
+		}
+		if l, err := c.Lag(ctx); err == nil && l > lag {
+			lag = l
+		}
+	}
+	st.JournalLag = lag
+	return st
 }
 
 type hostAuditor struct{ g *guard.Guard }

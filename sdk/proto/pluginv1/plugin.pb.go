@@ -3289,6 +3289,162 @@ func (x *KVList) GetPrefix() string {
 	return ""
 }
 
+// RunnerStatus asks how the runner is doing (the admin plugin's .status).
+type GetRunnerStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunnerStatus) Reset() {
+	*x = GetRunnerStatus{}
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunnerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunnerStatus) ProtoMessage() {}
+
+func (x *GetRunnerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunnerStatus.ProtoReflect.Descriptor instead.
+func (*GetRunnerStatus) Descriptor() ([]byte, []int) {
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{36}
+}
+
+// PauseRunner stops all outgoing actions until ResumeRunner; nothing queued
+// is lost.
+type PauseRunner struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseRunner) Reset() {
+	*x = PauseRunner{}
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseRunner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseRunner) ProtoMessage() {}
+
+func (x *PauseRunner) ProtoReflect() protoreflect.Message {
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseRunner.ProtoReflect.Descriptor instead.
+func (*PauseRunner) Descriptor() ([]byte, []int) {
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PauseRunner) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ResumeRunner struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeRunner) Reset() {
+	*x = ResumeRunner{}
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeRunner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeRunner) ProtoMessage() {}
+
+func (x *ResumeRunner) ProtoReflect() protoreflect.Message {
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeRunner.ProtoReflect.Descriptor instead.
+func (*ResumeRunner) Descriptor() ([]byte, []int) {
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{38}
+}
+
+// ListPlugins describes every configured plugin (the admin plugin's .help).
+type ListPlugins struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlugins) Reset() {
+	*x = ListPlugins{}
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlugins) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlugins) ProtoMessage() {}
+
+func (x *ListPlugins) ProtoReflect() protoreflect.Message {
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlugins.ProtoReflect.Descriptor instead.
+func (*ListPlugins) Descriptor() ([]byte, []int) {
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{39}
+}
+
 type Action struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -3314,6 +3470,10 @@ type Action struct {
 	//	*Action_KvSet
 	//	*Action_KvDelete
 	//	*Action_KvList
+	//	*Action_RunnerStatus
+	//	*Action_Pause
+	//	*Action_Resume
+	//	*Action_ListPlugins
 	Kind          isAction_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3321,7 +3481,7 @@ type Action struct {
 
 func (x *Action) Reset() {
 	*x = Action{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[36]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3333,7 +3493,7 @@ func (x *Action) String() string {
 func (*Action) ProtoMessage() {}
 
 func (x *Action) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[36]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3346,7 +3506,7 @@ func (x *Action) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Action.ProtoReflect.Descriptor instead.
 func (*Action) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{36}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Action) GetKind() isAction_Kind {
@@ -3545,6 +3705,42 @@ func (x *Action) GetKvList() *KVList {
 	return nil
 }
 
+func (x *Action) GetRunnerStatus() *GetRunnerStatus {
+	if x != nil {
+		if x, ok := x.Kind.(*Action_RunnerStatus); ok {
+			return x.RunnerStatus
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetPause() *PauseRunner {
+	if x != nil {
+		if x, ok := x.Kind.(*Action_Pause); ok {
+			return x.Pause
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetResume() *ResumeRunner {
+	if x != nil {
+		if x, ok := x.Kind.(*Action_Resume); ok {
+			return x.Resume
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetListPlugins() *ListPlugins {
+	if x != nil {
+		if x, ok := x.Kind.(*Action_ListPlugins); ok {
+			return x.ListPlugins
+		}
+	}
+	return nil
+}
+
 type isAction_Kind interface {
 	isAction_Kind()
 }
@@ -3633,6 +3829,23 @@ type Action_KvList struct {
 	KvList *KVList `protobuf:"bytes,23,opt,name=kv_list,json=kvList,proto3,oneof"`
 }
 
+type Action_RunnerStatus struct {
+	// Runner control: needs the runner_control permission.
+	RunnerStatus *GetRunnerStatus `protobuf:"bytes,30,opt,name=runner_status,json=runnerStatus,proto3,oneof"`
+}
+
+type Action_Pause struct {
+	Pause *PauseRunner `protobuf:"bytes,31,opt,name=pause,proto3,oneof"`
+}
+
+type Action_Resume struct {
+	Resume *ResumeRunner `protobuf:"bytes,32,opt,name=resume,proto3,oneof"`
+}
+
+type Action_ListPlugins struct {
+	ListPlugins *ListPlugins `protobuf:"bytes,33,opt,name=list_plugins,json=listPlugins,proto3,oneof"`
+}
+
 func (*Action_Send) isAction_Kind() {}
 
 func (*Action_Edit) isAction_Kind() {}
@@ -3675,6 +3888,14 @@ func (*Action_KvDelete) isAction_Kind() {}
 
 func (*Action_KvList) isAction_Kind() {}
 
+func (*Action_RunnerStatus) isAction_Kind() {}
+
+func (*Action_Pause) isAction_Kind() {}
+
+func (*Action_Resume) isAction_Kind() {}
+
+func (*Action_ListPlugins) isAction_Kind() {}
+
 type Error struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Code              ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=tgrunner.plugin.v1.ErrorCode" json:"code,omitempty"`
@@ -3688,7 +3909,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[37]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3700,7 +3921,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[37]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3713,7 +3934,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{37}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -3753,7 +3974,7 @@ type Messages struct {
 
 func (x *Messages) Reset() {
 	*x = Messages{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[38]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3765,7 +3986,7 @@ func (x *Messages) String() string {
 func (*Messages) ProtoMessage() {}
 
 func (x *Messages) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[38]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3778,7 +3999,7 @@ func (x *Messages) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Messages.ProtoReflect.Descriptor instead.
 func (*Messages) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{38}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Messages) GetMessages() []*Message {
@@ -3799,7 +4020,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[39]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3811,7 +4032,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[39]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3824,7 +4045,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{39}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *File) GetData() []byte {
@@ -3858,7 +4079,7 @@ type KVValue struct {
 
 func (x *KVValue) Reset() {
 	*x = KVValue{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[40]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3870,7 +4091,7 @@ func (x *KVValue) String() string {
 func (*KVValue) ProtoMessage() {}
 
 func (x *KVValue) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[40]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3883,7 +4104,7 @@ func (x *KVValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVValue.ProtoReflect.Descriptor instead.
 func (*KVValue) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{40}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *KVValue) GetValue() []byte {
@@ -3909,7 +4130,7 @@ type KVKeys struct {
 
 func (x *KVKeys) Reset() {
 	*x = KVKeys{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[41]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3921,7 +4142,7 @@ func (x *KVKeys) String() string {
 func (*KVKeys) ProtoMessage() {}
 
 func (x *KVKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[41]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3934,7 +4155,7 @@ func (x *KVKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVKeys.ProtoReflect.Descriptor instead.
 func (*KVKeys) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{41}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *KVKeys) GetKeys() []string {
@@ -3952,7 +4173,7 @@ type Ok struct {
 
 func (x *Ok) Reset() {
 	*x = Ok{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[42]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3964,7 +4185,7 @@ func (x *Ok) String() string {
 func (*Ok) ProtoMessage() {}
 
 func (x *Ok) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[42]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3977,7 +4198,261 @@ func (x *Ok) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ok.ProtoReflect.Descriptor instead.
 func (*Ok) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{42}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{46}
+}
+
+type PluginStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// starting, running, backoff, quarantined, stopped, disabled.
+	State         string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	QueueDepth    int32  `protobuf:"varint,4,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`
+	InFlight      int32  `protobuf:"varint,5,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	Restarts      int32  `protobuf:"varint,6,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	LastError     string `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	Delivered     uint64 `protobuf:"varint,8,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Failed        uint64 `protobuf:"varint,9,opt,name=failed,proto3" json:"failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginStatus) Reset() {
+	*x = PluginStatus{}
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginStatus) ProtoMessage() {}
+
+func (x *PluginStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
+func (*PluginStatus) Descriptor() ([]byte, []int) {
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *PluginStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PluginStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PluginStatus) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PluginStatus) GetQueueDepth() int32 {
+	if x != nil {
+		return x.QueueDepth
+	}
+	return 0
+}
+
+func (x *PluginStatus) GetInFlight() int32 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+func (x *PluginStatus) GetRestarts() int32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *PluginStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *PluginStatus) GetDelivered() uint64 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *PluginStatus) GetFailed() uint64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+type RunnerStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       string                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	UptimeSeconds int64                  `protobuf:"varint,2,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
+	Paused        bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`
+	PauseReason   string                 `protobuf:"bytes,4,opt,name=pause_reason,json=pauseReason,proto3" json:"pause_reason,omitempty"`
+	DryRun        bool                   `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Events journaled but not yet handled by the slowest plugin.
+	JournalLag    uint64          `protobuf:"varint,6,opt,name=journal_lag,json=journalLag,proto3" json:"journal_lag,omitempty"`
+	Plugins       []*PluginStatus `protobuf:"bytes,7,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	Version       string          `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerStatus) Reset() {
+	*x = RunnerStatus{}
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerStatus) ProtoMessage() {}
+
+func (x *RunnerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerStatus.ProtoReflect.Descriptor instead.
+func (*RunnerStatus) Descriptor() ([]byte, []int) {
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *RunnerStatus) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *RunnerStatus) GetUptimeSeconds() int64 {
+	if x != nil {
+		return x.UptimeSeconds
+	}
+	return 0
+}
+
+func (x *RunnerStatus) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *RunnerStatus) GetPauseReason() string {
+	if x != nil {
+		return x.PauseReason
+	}
+	return ""
+}
+
+func (x *RunnerStatus) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *RunnerStatus) GetJournalLag() uint64 {
+	if x != nil {
+		return x.JournalLag
+	}
+	return 0
+}
+
+func (x *RunnerStatus) GetPlugins() []*PluginStatus {
+	if x != nil {
+		return x.Plugins
+	}
+	return nil
+}
+
+func (x *RunnerStatus) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+type PluginList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Plugins       []*PluginInfo          `protobuf:"bytes,1,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginList) Reset() {
+	*x = PluginList{}
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginList) ProtoMessage() {}
+
+func (x *PluginList) ProtoReflect() protoreflect.Message {
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginList.ProtoReflect.Descriptor instead.
+func (*PluginList) Descriptor() ([]byte, []int) {
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *PluginList) GetPlugins() []*PluginInfo {
+	if x != nil {
+		return x.Plugins
+	}
+	return nil
 }
 
 type ActionResult struct {
@@ -3993,6 +4468,8 @@ type ActionResult struct {
 	//	*ActionResult_RawTl
 	//	*ActionResult_KvValue
 	//	*ActionResult_KvKeys
+	//	*ActionResult_RunnerStatus
+	//	*ActionResult_Plugins
 	Result isActionResult_Result `protobuf_oneof:"result"`
 	// Set when the action failed; result is empty then.
 	Error         *Error `protobuf:"bytes,20,opt,name=error,proto3" json:"error,omitempty"`
@@ -4002,7 +4479,7 @@ type ActionResult struct {
 
 func (x *ActionResult) Reset() {
 	*x = ActionResult{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[43]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4014,7 +4491,7 @@ func (x *ActionResult) String() string {
 func (*ActionResult) ProtoMessage() {}
 
 func (x *ActionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[43]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4027,7 +4504,7 @@ func (x *ActionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionResult.ProtoReflect.Descriptor instead.
 func (*ActionResult) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{43}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ActionResult) GetResult() isActionResult_Result {
@@ -4118,6 +4595,24 @@ func (x *ActionResult) GetKvKeys() *KVKeys {
 	return nil
 }
 
+func (x *ActionResult) GetRunnerStatus() *RunnerStatus {
+	if x != nil {
+		if x, ok := x.Result.(*ActionResult_RunnerStatus); ok {
+			return x.RunnerStatus
+		}
+	}
+	return nil
+}
+
+func (x *ActionResult) GetPlugins() *PluginList {
+	if x != nil {
+		if x, ok := x.Result.(*ActionResult_Plugins); ok {
+			return x.Plugins
+		}
+	}
+	return nil
+}
+
 func (x *ActionResult) GetError() *Error {
 	if x != nil {
 		return x.Error
@@ -4165,6 +4660,14 @@ type ActionResult_KvKeys struct {
 	KvKeys *KVKeys `protobuf:"bytes,9,opt,name=kv_keys,json=kvKeys,proto3,oneof"`
 }
 
+type ActionResult_RunnerStatus struct {
+	RunnerStatus *RunnerStatus `protobuf:"bytes,10,opt,name=runner_status,json=runnerStatus,proto3,oneof"`
+}
+
+type ActionResult_Plugins struct {
+	Plugins *PluginList `protobuf:"bytes,11,opt,name=plugins,proto3,oneof"`
+}
+
 func (*ActionResult_Ok) isActionResult_Result() {}
 
 func (*ActionResult_Message) isActionResult_Result() {}
@@ -4183,6 +4686,10 @@ func (*ActionResult_KvValue) isActionResult_Result() {}
 
 func (*ActionResult_KvKeys) isActionResult_Result() {}
 
+func (*ActionResult_RunnerStatus) isActionResult_Result() {}
+
+func (*ActionResult_Plugins) isActionResult_Result() {}
+
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Without the prefix, e.g. "ping".
@@ -4195,7 +4702,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[44]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4207,7 +4714,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[44]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4220,7 +4727,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{44}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Command) GetName() string {
@@ -4257,7 +4764,7 @@ type Permissions struct {
 
 func (x *Permissions) Reset() {
 	*x = Permissions{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[45]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4269,7 +4776,7 @@ func (x *Permissions) String() string {
 func (*Permissions) ProtoMessage() {}
 
 func (x *Permissions) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[45]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4282,7 +4789,7 @@ func (x *Permissions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Permissions.ProtoReflect.Descriptor instead.
 func (*Permissions) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{45}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Permissions) GetActions() []string {
@@ -4317,7 +4824,7 @@ type Subscription struct {
 
 func (x *Subscription) Reset() {
 	*x = Subscription{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[46]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4329,7 +4836,7 @@ func (x *Subscription) String() string {
 func (*Subscription) ProtoMessage() {}
 
 func (x *Subscription) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[46]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4342,7 +4849,7 @@ func (x *Subscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
 func (*Subscription) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{46}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Subscription) GetEvents() []EventKind {
@@ -4395,7 +4902,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[47]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4407,7 +4914,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[47]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4420,7 +4927,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{47}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{54}
 }
 
 type PluginInfo struct {
@@ -4440,7 +4947,7 @@ type PluginInfo struct {
 
 func (x *PluginInfo) Reset() {
 	*x = PluginInfo{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[48]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4452,7 +4959,7 @@ func (x *PluginInfo) String() string {
 func (*PluginInfo) ProtoMessage() {}
 
 func (x *PluginInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[48]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4465,7 +4972,7 @@ func (x *PluginInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginInfo.ProtoReflect.Descriptor instead.
 func (*PluginInfo) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{48}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *PluginInfo) GetName() string {
@@ -4535,7 +5042,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[49]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4547,7 +5054,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[49]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4560,7 +5067,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{49}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ConfigureRequest) GetInstance() string {
@@ -4613,7 +5120,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[50]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4625,7 +5132,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[50]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4638,7 +5145,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{50}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{57}
 }
 
 type ActionRequest struct {
@@ -4654,7 +5161,7 @@ type ActionRequest struct {
 
 func (x *ActionRequest) Reset() {
 	*x = ActionRequest{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[51]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4666,7 +5173,7 @@ func (x *ActionRequest) String() string {
 func (*ActionRequest) ProtoMessage() {}
 
 func (x *ActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[51]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4679,7 +5186,7 @@ func (x *ActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRequest.ProtoReflect.Descriptor instead.
 func (*ActionRequest) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{51}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ActionRequest) GetId() uint64 {
@@ -4713,7 +5220,7 @@ type ActionResponse struct {
 
 func (x *ActionResponse) Reset() {
 	*x = ActionResponse{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[52]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4725,7 +5232,7 @@ func (x *ActionResponse) String() string {
 func (*ActionResponse) ProtoMessage() {}
 
 func (x *ActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[52]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4738,7 +5245,7 @@ func (x *ActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionResponse.ProtoReflect.Descriptor instead.
 func (*ActionResponse) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{52}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ActionResponse) GetId() uint64 {
@@ -4769,7 +5276,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[53]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4781,7 +5288,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[53]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4794,7 +5301,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{53}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Ack) GetSeqs() []uint64 {
@@ -4820,7 +5327,7 @@ type Shutdown struct {
 
 func (x *Shutdown) Reset() {
 	*x = Shutdown{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[54]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4832,7 +5339,7 @@ func (x *Shutdown) String() string {
 func (*Shutdown) ProtoMessage() {}
 
 func (x *Shutdown) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[54]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4845,7 +5352,7 @@ func (x *Shutdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shutdown.ProtoReflect.Descriptor instead.
 func (*Shutdown) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{54}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Shutdown) GetReason() string {
@@ -4869,7 +5376,7 @@ type HostMessage struct {
 
 func (x *HostMessage) Reset() {
 	*x = HostMessage{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[55]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4881,7 +5388,7 @@ func (x *HostMessage) String() string {
 func (*HostMessage) ProtoMessage() {}
 
 func (x *HostMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[55]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4894,7 +5401,7 @@ func (x *HostMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostMessage.ProtoReflect.Descriptor instead.
 func (*HostMessage) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{55}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *HostMessage) GetMsg() isHostMessage_Msg {
@@ -4966,7 +5473,7 @@ type PluginMessage struct {
 
 func (x *PluginMessage) Reset() {
 	*x = PluginMessage{}
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[56]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4978,7 +5485,7 @@ func (x *PluginMessage) String() string {
 func (*PluginMessage) ProtoMessage() {}
 
 func (x *PluginMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[56]
+	mi := &file_tgrunner_plugin_v1_plugin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4991,7 +5498,7 @@ func (x *PluginMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginMessage.ProtoReflect.Descriptor instead.
 func (*PluginMessage) Descriptor() ([]byte, []int) {
-	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{56}
+	return file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PluginMessage) GetMsg() isPluginMessage_Msg {
@@ -5248,7 +5755,12 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"\bKVDelete\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\" \n" +
 	"\x06KVList\x12\x16\n" +
-	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"\xd9\t\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"\x11\n" +
+	"\x0fGetRunnerStatus\"%\n" +
+	"\vPauseRunner\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x0e\n" +
+	"\fResumeRunner\"\r\n" +
+	"\vListPlugins\"\xe0\v\n" +
 	"\x06Action\x125\n" +
 	"\x04send\x18\x01 \x01(\v2\x1f.tgrunner.plugin.v1.SendMessageH\x00R\x04send\x125\n" +
 	"\x04edit\x18\x02 \x01(\v2\x1f.tgrunner.plugin.v1.EditMessageH\x00R\x04edit\x12<\n" +
@@ -5273,7 +5785,11 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x06kv_get\x18\x14 \x01(\v2\x19.tgrunner.plugin.v1.KVGetH\x00R\x05kvGet\x122\n" +
 	"\x06kv_set\x18\x15 \x01(\v2\x19.tgrunner.plugin.v1.KVSetH\x00R\x05kvSet\x12;\n" +
 	"\tkv_delete\x18\x16 \x01(\v2\x1c.tgrunner.plugin.v1.KVDeleteH\x00R\bkvDelete\x125\n" +
-	"\akv_list\x18\x17 \x01(\v2\x1a.tgrunner.plugin.v1.KVListH\x00R\x06kvListB\x06\n" +
+	"\akv_list\x18\x17 \x01(\v2\x1a.tgrunner.plugin.v1.KVListH\x00R\x06kvList\x12J\n" +
+	"\rrunner_status\x18\x1e \x01(\v2#.tgrunner.plugin.v1.GetRunnerStatusH\x00R\frunnerStatus\x127\n" +
+	"\x05pause\x18\x1f \x01(\v2\x1f.tgrunner.plugin.v1.PauseRunnerH\x00R\x05pause\x12:\n" +
+	"\x06resume\x18  \x01(\v2 .tgrunner.plugin.v1.ResumeRunnerH\x00R\x06resume\x12D\n" +
+	"\flist_plugins\x18! \x01(\v2\x1f.tgrunner.plugin.v1.ListPluginsH\x00R\vlistPluginsB\x06\n" +
 	"\x04kind\"\xa1\x01\n" +
 	"\x05Error\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.tgrunner.plugin.v1.ErrorCodeR\x04code\x12\x18\n" +
@@ -5291,7 +5807,32 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x05found\x18\x02 \x01(\bR\x05found\"\x1c\n" +
 	"\x06KVKeys\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\"\x04\n" +
-	"\x02Ok\"\x82\x04\n" +
+	"\x02Ok\"\x81\x02\n" +
+	"\fPluginStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x1f\n" +
+	"\vqueue_depth\x18\x04 \x01(\x05R\n" +
+	"queueDepth\x12\x1b\n" +
+	"\tin_flight\x18\x05 \x01(\x05R\binFlight\x12\x1a\n" +
+	"\brestarts\x18\x06 \x01(\x05R\brestarts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\a \x01(\tR\tlastError\x12\x1c\n" +
+	"\tdelivered\x18\b \x01(\x04R\tdelivered\x12\x16\n" +
+	"\x06failed\x18\t \x01(\x04R\x06failed\"\x9a\x02\n" +
+	"\fRunnerStatus\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\tR\aaccount\x12%\n" +
+	"\x0euptime_seconds\x18\x02 \x01(\x03R\ruptimeSeconds\x12\x16\n" +
+	"\x06paused\x18\x03 \x01(\bR\x06paused\x12!\n" +
+	"\fpause_reason\x18\x04 \x01(\tR\vpauseReason\x12\x17\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\x12\x1f\n" +
+	"\vjournal_lag\x18\x06 \x01(\x04R\n" +
+	"journalLag\x12:\n" +
+	"\aplugins\x18\a \x03(\v2 .tgrunner.plugin.v1.PluginStatusR\aplugins\x12\x18\n" +
+	"\aversion\x18\b \x01(\tR\aversion\"F\n" +
+	"\n" +
+	"PluginList\x128\n" +
+	"\aplugins\x18\x01 \x03(\v2\x1e.tgrunner.plugin.v1.PluginInfoR\aplugins\"\x87\x05\n" +
 	"\fActionResult\x12(\n" +
 	"\x02ok\x18\x01 \x01(\v2\x16.tgrunner.plugin.v1.OkH\x00R\x02ok\x127\n" +
 	"\amessage\x18\x02 \x01(\v2\x1b.tgrunner.plugin.v1.MessageH\x00R\amessage\x12:\n" +
@@ -5301,7 +5842,10 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x04file\x18\x06 \x01(\v2\x18.tgrunner.plugin.v1.FileH\x00R\x04file\x12\x17\n" +
 	"\x06raw_tl\x18\a \x01(\fH\x00R\x05rawTl\x128\n" +
 	"\bkv_value\x18\b \x01(\v2\x1b.tgrunner.plugin.v1.KVValueH\x00R\akvValue\x125\n" +
-	"\akv_keys\x18\t \x01(\v2\x1a.tgrunner.plugin.v1.KVKeysH\x00R\x06kvKeys\x12/\n" +
+	"\akv_keys\x18\t \x01(\v2\x1a.tgrunner.plugin.v1.KVKeysH\x00R\x06kvKeys\x12G\n" +
+	"\rrunner_status\x18\n" +
+	" \x01(\v2 .tgrunner.plugin.v1.RunnerStatusH\x00R\frunnerStatus\x12:\n" +
+	"\aplugins\x18\v \x01(\v2\x1e.tgrunner.plugin.v1.PluginListH\x00R\aplugins\x12/\n" +
 	"\x05error\x18\x14 \x01(\v2\x19.tgrunner.plugin.v1.ErrorR\x05errorB\b\n" +
 	"\x06result\"U\n" +
 	"\aCommand\x12\x12\n" +
@@ -5467,7 +6011,7 @@ func file_tgrunner_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_tgrunner_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_tgrunner_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_tgrunner_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_tgrunner_plugin_v1_plugin_proto_goTypes = []any{
 	(PeerKind)(0),             // 0: tgrunner.plugin.v1.PeerKind
 	(ChatType)(0),             // 1: tgrunner.plugin.v1.ChatType
@@ -5514,27 +6058,34 @@ var file_tgrunner_plugin_v1_plugin_proto_goTypes = []any{
 	(*KVSet)(nil),             // 42: tgrunner.plugin.v1.KVSet
 	(*KVDelete)(nil),          // 43: tgrunner.plugin.v1.KVDelete
 	(*KVList)(nil),            // 44: tgrunner.plugin.v1.KVList
-	(*Action)(nil),            // 45: tgrunner.plugin.v1.Action
-	(*Error)(nil),             // 46: tgrunner.plugin.v1.Error
-	(*Messages)(nil),          // 47: tgrunner.plugin.v1.Messages
-	(*File)(nil),              // 48: tgrunner.plugin.v1.File
-	(*KVValue)(nil),           // 49: tgrunner.plugin.v1.KVValue
-	(*KVKeys)(nil),            // 50: tgrunner.plugin.v1.KVKeys
-	(*Ok)(nil),                // 51: tgrunner.plugin.v1.Ok
-	(*ActionResult)(nil),      // 52: tgrunner.plugin.v1.ActionResult
-	(*Command)(nil),           // 53: tgrunner.plugin.v1.Command
-	(*Permissions)(nil),       // 54: tgrunner.plugin.v1.Permissions
-	(*Subscription)(nil),      // 55: tgrunner.plugin.v1.Subscription
-	(*InfoRequest)(nil),       // 56: tgrunner.plugin.v1.InfoRequest
-	(*PluginInfo)(nil),        // 57: tgrunner.plugin.v1.PluginInfo
-	(*ConfigureRequest)(nil),  // 58: tgrunner.plugin.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 59: tgrunner.plugin.v1.ConfigureResponse
-	(*ActionRequest)(nil),     // 60: tgrunner.plugin.v1.ActionRequest
-	(*ActionResponse)(nil),    // 61: tgrunner.plugin.v1.ActionResponse
-	(*Ack)(nil),               // 62: tgrunner.plugin.v1.Ack
-	(*Shutdown)(nil),          // 63: tgrunner.plugin.v1.Shutdown
-	(*HostMessage)(nil),       // 64: tgrunner.plugin.v1.HostMessage
-	(*PluginMessage)(nil),     // 65: tgrunner.plugin.v1.PluginMessage
+	(*GetRunnerStatus)(nil),   // 45: tgrunner.plugin.v1.GetRunnerStatus
+	(*PauseRunner)(nil),       // 46: tgrunner.plugin.v1.PauseRunner
+	(*ResumeRunner)(nil),      // 47: tgrunner.plugin.v1.ResumeRunner
+	(*ListPlugins)(nil),       // 48: tgrunner.plugin.v1.ListPlugins
+	(*Action)(nil),            // 49: tgrunner.plugin.v1.Action
+	(*Error)(nil),             // 50: tgrunner.plugin.v1.Error
+	(*Messages)(nil),          // 51: tgrunner.plugin.v1.Messages
+	(*File)(nil),              // 52: tgrunner.plugin.v1.File
+	(*KVValue)(nil),           // 53: tgrunner.plugin.v1.KVValue
+	(*KVKeys)(nil),            // 54: tgrunner.plugin.v1.KVKeys
+	(*Ok)(nil),                // 55: tgrunner.plugin.v1.Ok
+	(*PluginStatus)(nil),      // 56: tgrunner.plugin.v1.PluginStatus
+	(*RunnerStatus)(nil),      // 57: tgrunner.plugin.v1.RunnerStatus
+	(*PluginList)(nil),        // 58: tgrunner.plugin.v1.PluginList
+	(*ActionResult)(nil),      // 59: tgrunner.plugin.v1.ActionResult
+	(*Command)(nil),           // 60: tgrunner.plugin.v1.Command
+	(*Permissions)(nil),       // 61: tgrunner.plugin.v1.Permissions
+	(*Subscription)(nil),      // 62: tgrunner.plugin.v1.Subscription
+	(*InfoRequest)(nil),       // 63: tgrunner.plugin.v1.InfoRequest
+	(*PluginInfo)(nil),        // 64: tgrunner.plugin.v1.PluginInfo
+	(*ConfigureRequest)(nil),  // 65: tgrunner.plugin.v1.ConfigureRequest
+	(*ConfigureResponse)(nil), // 66: tgrunner.plugin.v1.ConfigureResponse
+	(*ActionRequest)(nil),     // 67: tgrunner.plugin.v1.ActionRequest
+	(*ActionResponse)(nil),    // 68: tgrunner.plugin.v1.ActionResponse
+	(*Ack)(nil),               // 69: tgrunner.plugin.v1.Ack
+	(*Shutdown)(nil),          // 70: tgrunner.plugin.v1.Shutdown
+	(*HostMessage)(nil),       // 71: tgrunner.plugin.v1.HostMessage
+	(*PluginMessage)(nil),     // 72: tgrunner.plugin.v1.PluginMessage
 }
 var file_tgrunner_plugin_v1_plugin_proto_depIdxs = []int32{
 	0,   // 0: tgrunner.plugin.v1.Peer.kind:type_name -> tgrunner.plugin.v1.PeerKind
@@ -5612,43 +6163,51 @@ var file_tgrunner_plugin_v1_plugin_proto_depIdxs = []int32{
 	42,  // 72: tgrunner.plugin.v1.Action.kv_set:type_name -> tgrunner.plugin.v1.KVSet
 	43,  // 73: tgrunner.plugin.v1.Action.kv_delete:type_name -> tgrunner.plugin.v1.KVDelete
 	44,  // 74: tgrunner.plugin.v1.Action.kv_list:type_name -> tgrunner.plugin.v1.KVList
-	7,   // 75: tgrunner.plugin.v1.Error.code:type_name -> tgrunner.plugin.v1.ErrorCode
-	16,  // 76: tgrunner.plugin.v1.Messages.messages:type_name -> tgrunner.plugin.v1.Message
-	51,  // 77: tgrunner.plugin.v1.ActionResult.ok:type_name -> tgrunner.plugin.v1.Ok
-	16,  // 78: tgrunner.plugin.v1.ActionResult.message:type_name -> tgrunner.plugin.v1.Message
-	47,  // 79: tgrunner.plugin.v1.ActionResult.messages:type_name -> tgrunner.plugin.v1.Messages
-	10,  // 80: tgrunner.plugin.v1.ActionResult.chat:type_name -> tgrunner.plugin.v1.Chat
-	11,  // 81: tgrunner.plugin.v1.ActionResult.user:type_name -> tgrunner.plugin.v1.User
-	48,  // 82: tgrunner.plugin.v1.ActionResult.file:type_name -> tgrunner.plugin.v1.File
-	49,  // 83: tgrunner.plugin.v1.ActionResult.kv_value:type_name -> tgrunner.plugin.v1.KVValue
-	50,  // 84: tgrunner.plugin.v1.ActionResult.kv_keys:type_name -> tgrunner.plugin.v1.KVKeys
-	46,  // 85: tgrunner.plugin.v1.ActionResult.error:type_name -> tgrunner.plugin.v1.Error
-	4,   // 86: tgrunner.plugin.v1.Subscription.events:type_name -> tgrunner.plugin.v1.EventKind
-	1,   // 87: tgrunner.plugin.v1.Subscription.chat_types:type_name -> tgrunner.plugin.v1.ChatType
-	8,   // 88: tgrunner.plugin.v1.Subscription.direction:type_name -> tgrunner.plugin.v1.Direction
-	55,  // 89: tgrunner.plugin.v1.PluginInfo.subscription:type_name -> tgrunner.plugin.v1.Subscription
-	54,  // 90: tgrunner.plugin.v1.PluginInfo.permissions:type_name -> tgrunner.plugin.v1.Permissions
-	53,  // 91: tgrunner.plugin.v1.PluginInfo.commands:type_name -> tgrunner.plugin.v1.Command
-	11,  // 92: tgrunner.plugin.v1.ConfigureRequest.me:type_name -> tgrunner.plugin.v1.User
-	54,  // 93: tgrunner.plugin.v1.ConfigureRequest.granted:type_name -> tgrunner.plugin.v1.Permissions
-	45,  // 94: tgrunner.plugin.v1.ActionRequest.action:type_name -> tgrunner.plugin.v1.Action
-	52,  // 95: tgrunner.plugin.v1.ActionResponse.result:type_name -> tgrunner.plugin.v1.ActionResult
-	17,  // 96: tgrunner.plugin.v1.HostMessage.event:type_name -> tgrunner.plugin.v1.Event
-	61,  // 97: tgrunner.plugin.v1.HostMessage.action_response:type_name -> tgrunner.plugin.v1.ActionResponse
-	63,  // 98: tgrunner.plugin.v1.HostMessage.shutdown:type_name -> tgrunner.plugin.v1.Shutdown
-	62,  // 99: tgrunner.plugin.v1.PluginMessage.ack:type_name -> tgrunner.plugin.v1.Ack
-	60,  // 100: tgrunner.plugin.v1.PluginMessage.action:type_name -> tgrunner.plugin.v1.ActionRequest
-	56,  // 101: tgrunner.plugin.v1.Plugin.Info:input_type -> tgrunner.plugin.v1.InfoRequest
-	58,  // 102: tgrunner.plugin.v1.Plugin.Configure:input_type -> tgrunner.plugin.v1.ConfigureRequest
-	64,  // 103: tgrunner.plugin.v1.Plugin.Session:input_type -> tgrunner.plugin.v1.HostMessage
-	57,  // 104: tgrunner.plugin.v1.Plugin.Info:output_type -> tgrunner.plugin.v1.PluginInfo
-	59,  // 105: tgrunner.plugin.v1.Plugin.Configure:output_type -> tgrunner.plugin.v1.ConfigureResponse
-	65,  // 106: tgrunner.plugin.v1.Plugin.Session:output_type -> tgrunner.plugin.v1.PluginMessage
-	104, // [104:107] is the sub-list for method output_type
-	101, // [101:104] is the sub-list for method input_type
-	101, // [101:101] is the sub-list for extension type_name
-	101, // [101:101] is the sub-list for extension extendee
-	0,   // [0:101] is the sub-list for field type_name
+	45,  // 75: tgrunner.plugin.v1.Action.runner_status:type_name -> tgrunner.plugin.v1.GetRunnerStatus
+	46,  // 76: tgrunner.plugin.v1.Action.pause:type_name -> tgrunner.plugin.v1.PauseRunner
+	47,  // 77: tgrunner.plugin.v1.Action.resume:type_name -> tgrunner.plugin.v1.ResumeRunner
+	48,  // 78: tgrunner.plugin.v1.Action.list_plugins:type_name -> tgrunner.plugin.v1.ListPlugins
+	7,   // 79: tgrunner.plugin.v1.Error.code:type_name -> tgrunner.plugin.v1.ErrorCode
+	16,  // 80: tgrunner.plugin.v1.Messages.messages:type_name -> tgrunner.plugin.v1.Message
+	56,  // 81: tgrunner.plugin.v1.RunnerStatus.plugins:type_name -> tgrunner.plugin.v1.PluginStatus
+	64,  // 82: tgrunner.plugin.v1.PluginList.plugins:type_name -> tgrunner.plugin.v1.PluginInfo
+	55,  // 83: tgrunner.plugin.v1.ActionResult.ok:type_name -> tgrunner.plugin.v1.Ok
+	16,  // 84: tgrunner.plugin.v1.ActionResult.message:type_name -> tgrunner.plugin.v1.Message
+	51,  // 85: tgrunner.plugin.v1.ActionResult.messages:type_name -> tgrunner.plugin.v1.Messages
+	10,  // 86: tgrunner.plugin.v1.ActionResult.chat:type_name -> tgrunner.plugin.v1.Chat
+	11,  // 87: tgrunner.plugin.v1.ActionResult.user:type_name -> tgrunner.plugin.v1.User
+	52,  // 88: tgrunner.plugin.v1.ActionResult.file:type_name -> tgrunner.plugin.v1.File
+	53,  // 89: tgrunner.plugin.v1.ActionResult.kv_value:type_name -> tgrunner.plugin.v1.KVValue
+	54,  // 90: tgrunner.plugin.v1.ActionResult.kv_keys:type_name -> tgrunner.plugin.v1.KVKeys
+	57,  // 91: tgrunner.plugin.v1.ActionResult.runner_status:type_name -> tgrunner.plugin.v1.RunnerStatus
+	58,  // 92: tgrunner.plugin.v1.ActionResult.plugins:type_name -> tgrunner.plugin.v1.PluginList
+	50,  // 93: tgrunner.plugin.v1.ActionResult.error:type_name -> tgrunner.plugin.v1.Error
+	4,   // 94: tgrunner.plugin.v1.Subscription.events:type_name -> tgrunner.plugin.v1.EventKind
+	1,   // 95: tgrunner.plugin.v1.Subscription.chat_types:type_name -> tgrunner.plugin.v1.ChatType
+	8,   // 96: tgrunner.plugin.v1.Subscription.direction:type_name -> tgrunner.plugin.v1.Direction
+	62,  // 97: tgrunner.plugin.v1.PluginInfo.subscription:type_name -> tgrunner.plugin.v1.Subscription
+	61,  // 98: tgrunner.plugin.v1.PluginInfo.permissions:type_name -> tgrunner.plugin.v1.Permissions
+	60,  // 99: tgrunner.plugin.v1.PluginInfo.commands:type_name -> tgrunner.plugin.v1.Command
+	11,  // 100: tgrunner.plugin.v1.ConfigureRequest.me:type_name -> tgrunner.plugin.v1.User
+	61,  // 101: tgrunner.plugin.v1.ConfigureRequest.granted:type_name -> tgrunner.plugin.v1.Permissions
+	49,  // 102: tgrunner.plugin.v1.ActionRequest.action:type_name -> tgrunner.plugin.v1.Action
+	59,  // 103: tgrunner.plugin.v1.ActionResponse.result:type_name -> tgrunner.plugin.v1.ActionResult
+	17,  // 104: tgrunner.plugin.v1.HostMessage.event:type_name -> tgrunner.plugin.v1.Event
+	68,  // 105: tgrunner.plugin.v1.HostMessage.action_response:type_name -> tgrunner.plugin.v1.ActionResponse
+	70,  // 106: tgrunner.plugin.v1.HostMessage.shutdown:type_name -> tgrunner.plugin.v1.Shutdown
+	69,  // 107: tgrunner.plugin.v1.PluginMessage.ack:type_name -> tgrunner.plugin.v1.Ack
+	67,  // 108: tgrunner.plugin.v1.PluginMessage.action:type_name -> tgrunner.plugin.v1.ActionRequest
+	63,  // 109: tgrunner.plugin.v1.Plugin.Info:input_type -> tgrunner.plugin.v1.InfoRequest
+	65,  // 110: tgrunner.plugin.v1.Plugin.Configure:input_type -> tgrunner.plugin.v1.ConfigureRequest
+	71,  // 111: tgrunner.plugin.v1.Plugin.Session:input_type -> tgrunner.plugin.v1.HostMessage
+	64,  // 112: tgrunner.plugin.v1.Plugin.Info:output_type -> tgrunner.plugin.v1.PluginInfo
+	66,  // 113: tgrunner.plugin.v1.Plugin.Configure:output_type -> tgrunner.plugin.v1.ConfigureResponse
+	72,  // 114: tgrunner.plugin.v1.Plugin.Session:output_type -> tgrunner.plugin.v1.PluginMessage
+	112, // [112:115] is the sub-list for method output_type
+	109, // [109:112] is the sub-list for method input_type
+	109, // [109:109] is the sub-list for extension type_name
+	109, // [109:109] is the sub-list for extension extendee
+	0,   // [0:109] is the sub-list for field type_name
 }
 
 func init() { file_tgrunner_plugin_v1_plugin_proto_init() }
@@ -5675,7 +6234,7 @@ func file_tgrunner_plugin_v1_plugin_proto_init() {
 		(*JoinChat_Chat)(nil),
 		(*JoinChat_InviteLink)(nil),
 	}
-	file_tgrunner_plugin_v1_plugin_proto_msgTypes[36].OneofWrappers = []any{
+	file_tgrunner_plugin_v1_plugin_proto_msgTypes[40].OneofWrappers = []any{
 		(*Action_Send)(nil),
 		(*Action_Edit)(nil),
 		(*Action_Delete)(nil),
@@ -5697,8 +6256,12 @@ func file_tgrunner_plugin_v1_plugin_proto_init() {
 		(*Action_KvSet)(nil),
 		(*Action_KvDelete)(nil),
 		(*Action_KvList)(nil),
+		(*Action_RunnerStatus)(nil),
+		(*Action_Pause)(nil),
+		(*Action_Resume)(nil),
+		(*Action_ListPlugins)(nil),
 	}
-	file_tgrunner_plugin_v1_plugin_proto_msgTypes[43].OneofWrappers = []any{
+	file_tgrunner_plugin_v1_plugin_proto_msgTypes[50].OneofWrappers = []any{
 		(*ActionResult_Ok)(nil),
 		(*ActionResult_Message)(nil),
 		(*ActionResult_Messages)(nil),
@@ -5708,13 +6271,15 @@ func file_tgrunner_plugin_v1_plugin_proto_init() {
 		(*ActionResult_RawTl)(nil),
 		(*ActionResult_KvValue)(nil),
 		(*ActionResult_KvKeys)(nil),
+		(*ActionResult_RunnerStatus)(nil),
+		(*ActionResult_Plugins)(nil),
 	}
-	file_tgrunner_plugin_v1_plugin_proto_msgTypes[55].OneofWrappers = []any{
+	file_tgrunner_plugin_v1_plugin_proto_msgTypes[62].OneofWrappers = []any{
 		(*HostMessage_Event)(nil),
 		(*HostMessage_ActionResponse)(nil),
 		(*HostMessage_Shutdown)(nil),
 	}
-	file_tgrunner_plugin_v1_plugin_proto_msgTypes[56].OneofWrappers = []any{
+	file_tgrunner_plugin_v1_plugin_proto_msgTypes[63].OneofWrappers = []any{
 		(*PluginMessage_Ack)(nil),
 		(*PluginMessage_Action)(nil),
 	}
@@ -5724,7 +6289,7 @@ func file_tgrunner_plugin_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tgrunner_plugin_v1_plugin_proto_rawDesc), len(file_tgrunner_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   57,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
