@@ -144,6 +144,8 @@ func (x *Executor) execute(ctx context.Context, a *pb.Action) (*pb.ActionResult,
 		return x.rawInvoke(ctx, k.RawInvoke)
 	case *pb.Action_KvGet, *pb.Action_KvSet, *pb.Action_KvDelete, *pb.Action_KvList:
 		return nil, invalidf("kv actions are served by the plugin host")
+	case *pb.Action_RunnerStatus, *pb.Action_Pause, *pb.Action_Resume, *pb.Action_ListPlugins:
+		return nil, invalidf("runner control actions (%s) are served by the runner, not the account executor", Kind(a))
 	}
 	return nil, invalidf("action: unknown kind %T", a.Kind)
 }
@@ -194,13 +196,22 @@ func Kind(a *pb.Action) string {
 		return "kv_delete"
 	case *pb.Action_KvList:
 		return "kv_list"
+	case *pb.Action_RunnerStatus:
+		return "runner_status"
+	case *pb.Action_Pause:
+		return "pause"
+	case *pb.Action_Resume:
+		return "resume"
+	case *pb.Action_ListPlugins:
+		return "list_plugins"
 	}
 	return ""
 }
 
 // TargetChat is the chat an action acts on or reads from: for forward, the
 // chat written to (see SourceChat for the other one). It is nil for actions
-// without one (resolve, get_me, join by invite link, raw_invoke, kv_*).
+// without one (resolve, get_me, join by invite link, raw_invoke, kv_*,
+// runner control).
 func TargetChat(a *pb.Action) *pb.Peer {
 	switch k := a.GetKind().(type) {
 	case *pb.Action_Send:
@@ -246,7 +257,8 @@ func SourceChat(a *pb.Action) *pb.Peer {
 // IsWrite reports whether an action changes something other people can
 // see: a message, a reaction, a read receipt, a typing status, a
 // membership. raw_invoke counts as a write because nobody knows what it
-// does. Reads and kv_* are not writes.
+// does. Reads, kv_* and runner control (pause, resume, status, plugin
+// list) are not writes: nobody else sees them.
 func IsWrite(a *pb.Action) bool {
 	switch a.GetKind().(type) {
 	case *pb.Action_Send, *pb.Action_Edit, *pb.Action_Delete, *pb.Action_Forward, *pb.Action_React,

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tgrunner/tgrunner/core/event"
 	"github.com/tgrunner/tgrunner/sandbox"
 	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
 )
@@ -129,6 +130,23 @@ func TestSendText(t *testing.T) {
 		require.Equal(t, "Talk", m.Chat.Title)
 		require.Equal(t, sandbox.ChannelPeer(sg), h.waitFrom(h.owner.ID, "hi supergroup").Peer)
 	})
+}
+
+func TestPeersSurviveRestart(t *testing.T) {
+	h := newHarness(t, Options{})
+	alice := h.resolve("alice")
+	_, err := h.s.CreateChannel(h.ctx, h.bob.ID, sandbox.ChannelSpec{Title: "Bob's", Username: "bobs", Megagroup: true})
+	require.NoError(t, err)
+	bobs := h.resolve("bobs")
+	h.must(&pb.Action{Kind: &pb.Action_Join{Join: &pb.JoinChat{Target: &pb.JoinChat_Chat{Chat: bobs}}}})
+
+	h.restart()
+	h.must(sendText(alice, "after restart"))
+	h.waitFrom(h.owner.ID, "after restart")
+	h.must(sendText(bobs, "channel after restart"))
+	h.waitFrom(h.owner.ID, "channel after restart")
+	// A user the runner never saw stays unknown across the restart.
+	h.fails(sendText(userPeer(h.bob.ID), "hi bob"), pb.ErrorCode_ERROR_CODE_NOT_FOUND)
 }
 
 func TestEditDelete(t *testing.T) {
@@ -249,28 +267,63 @@ func TestForwardReactRead(t *testing.T) {
 
 	t.Run("mark read", func(t *testing.T) {
 		h := h.with(t)
-		require.Equal(t, 1, h.unread(h.alice.ID))
+		require.Equal(t, 1, h.unread(alice))
 		h.must(&pb.Action{Kind: &pb.Action_MarkRead{MarkRead: &pb.MarkRead{Chat: alice}}})
-		require.Equal(t, 0, h.unread(h.alice.ID))
+		require.Equal(t, 0, h.unread(alice))
+	})
+
+	t.Run("mark a supergroup read", func(t *testing.T) {
+		h := h.with(t)
+		sg, err := h.s.CreateChannel(h.ctx, h.alice.ID, sandbox.ChannelSpec{Title: "Busy", Username: "busy", Megagroup: true})
+		require.NoError(t, err)
+		require.NoError(t, h.s.As(h.owner.ID).Join(h.ctx, sandbox.ChannelPeer(sg)))
+		for _, text := range []string{"a", "b"} {
+			_, err := h.s.As(h.alice.ID).SendText(h.ctx, sandbox.ChannelPeer(sg), text)
+			require.NoError(t, err)
+		}
+		busy := h.resolve("busy")
+		require.Equal(t, 2, h.unread(busy))
+		h.must(&pb.Action{Kind: &pb.Action_MarkRead{MarkRead: &pb.MarkRead{Chat: busy}}})
+		require.Equal(t, 0, h.unread(busy))
 	})
 }
 
-// unread is the owner's unread count in the private chat with userID.
-func (h *harness) unread(userID int64) int {
+// unread is the owner's unread count in a chat.
+func (h *harness) unread(chat *pb.Peer) int {
 	h.t.Helper()
 	res, err := h.api.MessagesGetDialogs(h.ctx, &tg.MessagesGetDialogsRequest{OffsetPeer: &tg.InputPeerEmpty{}, Limit: 100})
 	require.NoError(h.t, err)
 	ds, ok := res.AsModified()
 	require.True(h.t, ok)
 	for _, d := range ds.GetDialogs() {
-		if d, ok := d.(*tg.Dialog); ok {
-			if p, ok := d.Peer.(*tg.PeerUser); ok && p.UserID == userID {
-				return d.UnreadCount
-			}
+		if d, ok := d.(*tg.Dialog); ok && proto.Equal(event.PeerOf(d.Peer), chat) {
+			return d.UnreadCount
 		}
 	}
-	h.t.Fatalf("no dialog with %d", userID)
+	h.t.Fatalf("no dialog with %s", peerString(chat))
 	return 0
+}
+
+func TestConcurrentSends(t *testing.T) {
+	h := newHarness(t, Options{})
+	alice := h.resolve("alice")
+	const n = 30
+	results := make(chan *pb.ActionResult, n)
+	for i := range n {
+		go func() {
+			results <- h.x.Execute(h.ctx, Call{Source: "plugin:test", Action: sendText(alice, "parallel "+itoa(int64(i)))})
+		}()
+	}
+	ids := map[int64]bool{}
+	for range n {
+		res := <-results
+		require.Nil(t, res.Error)
+		ids[res.GetMessage().Id] = true
+	}
+	require.Len(t, ids, n, "every send got its own message")
+	hist, err := h.s.History(h.alice.ID, sandbox.UserPeer(h.owner.ID))
+	require.NoError(t, err)
+	require.Len(t, hist, n)
 }
 
 func TestTypingReachesTheOtherSide(t *testing.T) {
@@ -331,6 +384,25 @@ func TestReads(t *testing.T) {
 		ids := []int64{all[2].Id, all[0].Id, toBob, 99999}
 		ms := h.must(&pb.Action{Kind: &pb.Action_GetMessages{GetMessages: &pb.GetMessages{Chat: alice, MessageIds: ids}}}).GetMessages().GetMessages()
 		require.Equal(t, []string{"one", "three"}, texts(ms), "in the order asked, without bob's message or unknown ids")
+	})
+
+	t.Run("channel messages", func(t *testing.T) {
+		h := h.with(t)
+		cid, err := h.s.CreateChannel(h.ctx, h.alice.ID, sandbox.ChannelSpec{Title: "Feed", Username: "feedchan"})
+		require.NoError(t, err)
+		var ids []int64
+		for _, text := range []string{"post 1", "post 2"} {
+			id, err := h.s.As(h.alice.ID).SendText(h.ctx, sandbox.ChannelPeer(cid), text)
+			require.NoError(t, err)
+			ids = append(ids, int64(id))
+		}
+		feed := h.resolve("feedchan")
+		ms := h.must(&pb.Action{Kind: &pb.Action_GetMessages{GetMessages: &pb.GetMessages{Chat: feed, MessageIds: []int64{ids[1], ids[0]}}}}).GetMessages().GetMessages()
+		require.Equal(t, []string{"post 2", "post 1"}, texts(ms))
+		require.True(t, ms[0].Post)
+		require.Equal(t, pb.ChatType_CHAT_TYPE_CHANNEL, ms[0].Chat.Type)
+		ms = h.must(&pb.Action{Kind: &pb.Action_History{History: &pb.GetHistory{Chat: feed}}}).GetMessages().GetMessages()
+		require.Equal(t, []string{"post 2", "post 1"}, texts(ms))
 	})
 
 	t.Run("resolve", func(t *testing.T) {
@@ -651,6 +723,7 @@ func TestValidationBeforeRPC(t *testing.T) {
 		{"leave a private chat", &pb.Action{Kind: &pb.Action_Leave{Leave: &pb.LeaveChat{Chat: alice}}}, "private chat"},
 		{"bad reaction", &pb.Action{Kind: &pb.Action_React{React: &pb.SendReaction{Chat: alice, MessageId: 1, Reaction: "custom:x"}}}, "reaction"},
 		{"kv", &pb.Action{Kind: &pb.Action_KvGet{KvGet: &pb.KVGet{Key: "k"}}}, "kv actions are served by the plugin host"},
+		{"runner control", &pb.Action{Kind: &pb.Action_Pause{Pause: &pb.PauseRunner{}}}, "pause"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := h.with(t)

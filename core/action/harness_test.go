@@ -46,6 +46,9 @@ type harness struct {
 	api   *tg.Client
 	peers *peers.Cache
 	x     *Executor
+	dir   string
+	store *store.Store
+	opts  Options
 	// self is the owner's id as the executor sees it.
 	self *atomic.Int64
 }
@@ -77,18 +80,34 @@ func newHarness(t *testing.T, opts Options) *harness {
 	h.alice = h.user("Alice", "alice")
 	h.bob = h.user("Bob", "bob")
 
-	dir := filepath.Join(t.TempDir(), "store") // store.Open wants a private directory
-	st, err := store.Open(ctx, dir, store.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	h.peers = peers.New(st.Peers())
+	h.dir = filepath.Join(t.TempDir(), "store") // store.Open wants a private directory
+	h.openStore()
 
-	client, api := h.login(h.owner.Phone, nil)
-	_ = client
+	_, api := h.login(h.owner.Phone, nil)
 	h.api = api
 	h.self.Store(h.owner.ID)
+	h.opts = opts
 	h.x = New(api, h.peers, h.self.Load, opts)
 	return h
+}
+
+// openStore opens the store and a fresh peer cache over it.
+func (h *harness) openStore() {
+	h.t.Helper()
+	st, err := store.Open(h.ctx, h.dir, store.Options{})
+	require.NoError(h.t, err)
+	h.t.Cleanup(func() { _ = st.Close() })
+	h.store = st
+	h.peers = peers.New(st.Peers())
+}
+
+// restart drops the executor and its peer cache and builds new ones over
+// the reopened store, as a runner restart does (the session stays).
+func (h *harness) restart() {
+	h.t.Helper()
+	require.NoError(h.t, h.store.Close())
+	h.openStore()
+	h.x = New(h.api, h.peers, h.self.Load, h.opts)
 }
 
 func (h *harness) user(first, username string) *sandbox.User {

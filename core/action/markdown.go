@@ -1,6 +1,7 @@
 package action
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,8 +20,8 @@ import (
 //
 // Styles nest, except inside code and pre, whose content is taken as is.
 // A backslash before an ASCII punctuation character makes it literal. A
-// marker that is never closed stays in the text as typed, so no input is an
-// error and no character is lost. A pre block's first line is its language
+// marker that is never closed, or encloses nothing, stays in the text as
+// typed, so no input is an error and no character is lost. A pre block's first line is its language
 // when it is a single word; one newline after the opening and before the
 // closing fence is dropped.
 func ParseMarkdown(s string) (string, []*pb.TextEntity) {
@@ -60,6 +61,8 @@ func ParseMarkdown(s string) (string, []*pb.TextEntity) {
 			default: // closer
 				start := openAt[p]
 				if pos == start {
+					// Nothing to style: keep the markers as typed.
+					write(toks[p].raw + t.raw)
 					continue
 				}
 				e := &pb.TextEntity{Type: t.style, Offset: int32(start), Length: int32(pos - start)}
@@ -74,7 +77,10 @@ func ParseMarkdown(s string) (string, []*pb.TextEntity) {
 			}
 		}
 	}
-	// Outer entities first at equal offsets, as Telegram sends them.
+	// Outer entities first at equal offsets, as Telegram sends them. Inner
+	// ones were closed first, so reversing puts outer first among equal
+	// ranges before the stable sort.
+	slices.Reverse(ents)
 	sort.SliceStable(ents, func(a, b int) bool {
 		if ents[a].Offset != ents[b].Offset {
 			return ents[a].Offset < ents[b].Offset
@@ -137,12 +143,19 @@ func isLangByte(c byte) bool {
 // fences remember their failure, so the whole pass stays linear.
 func tokenizeMarkdown(s string) []mdToken {
 	var toks []mdToken
-	text := func(t string) {
-		if n := len(toks); n > 0 && toks[n-1].kind == tokText {
-			toks[n-1].text += t
-			return
+	// Literal text gathers here until the next token, so many escapes in a
+	// row do not copy the run again and again.
+	var run strings.Builder
+	text := func(t string) { run.WriteString(t) }
+	flush := func() {
+		if run.Len() > 0 {
+			toks = append(toks, mdToken{kind: tokText, text: run.String()})
+			run.Reset()
 		}
-		toks = append(toks, mdToken{kind: tokText, text: t})
+	}
+	emit := func(t mdToken) {
+		flush()
+		toks = append(toks, t)
 	}
 	noTriple, noSingle := false, false
 	parenFailUntil := -1 // a URL scan from before this index cannot succeed
@@ -166,7 +179,7 @@ func tokenizeMarkdown(s string) []mdToken {
 				if j := strings.Index(s[i+3:], "```"); j >= 0 {
 					body := s[i+3 : i+3+j]
 					lang, content := preBody(body)
-					toks = append(toks, mdToken{kind: tokPre, text: content, lang: lang})
+					emit(mdToken{kind: tokPre, text: content, lang: lang})
 					i += 3 + j + 3
 					continue
 				}
@@ -177,7 +190,7 @@ func tokenizeMarkdown(s string) []mdToken {
 		case c == '`':
 			if !noSingle {
 				if j := strings.IndexByte(s[i+1:], '`'); j > 0 {
-					toks = append(toks, mdToken{kind: tokCode, text: s[i+1 : i+1+j]})
+					emit(mdToken{kind: tokCode, text: s[i+1 : i+1+j]})
 					i += 1 + j + 1
 					continue
 				} else if j < 0 {
@@ -193,10 +206,10 @@ func tokenizeMarkdown(s string) []mdToken {
 			text("`")
 			i++
 		case markerStyles[two] != 0:
-			toks = append(toks, mdToken{kind: tokMarker, raw: two, style: markerStyles[two]})
+			emit(mdToken{kind: tokMarker, raw: two, style: markerStyles[two]})
 			i += 2
 		case c == '[':
-			toks = append(toks, mdToken{kind: tokLinkOpen, raw: "[", style: pb.EntityType_ENTITY_TYPE_TEXT_URL})
+			emit(mdToken{kind: tokLinkOpen, raw: "[", style: pb.EntityType_ENTITY_TYPE_TEXT_URL})
 			i++
 		case two == "](" && i+2 >= parenFailUntil:
 			url, end, ok := scanURL(s, i+2)
@@ -206,7 +219,7 @@ func tokenizeMarkdown(s string) []mdToken {
 				i++
 				continue
 			}
-			toks = append(toks, mdToken{kind: tokLinkClose, raw: s[i:end], style: pb.EntityType_ENTITY_TYPE_TEXT_URL, url: url})
+			emit(mdToken{kind: tokLinkClose, raw: s[i:end], style: pb.EntityType_ENTITY_TYPE_TEXT_URL, url: url})
 			i = end
 		default:
 			j := i + 1
@@ -217,6 +230,7 @@ func tokenizeMarkdown(s string) []mdToken {
 			i = j
 		}
 	}
+	flush()
 	return toks
 }
 
@@ -268,29 +282,40 @@ func scanURL(s string, from int) (url string, end int, ok bool) {
 // matchMarkdown pairs openers with closers. A closer closes the nearest
 // open marker of its style; markers opened after that one and still open
 // are left unmatched (literal). partner maps each matched token to its pair.
+// Each style is open at most once at a time, so lookups are direct and the
+// pass stays linear however many openers are left unclosed.
 func matchMarkdown(toks []mdToken) map[int]int {
 	partner := map[int]int{}
-	var stack []int
-	closeNearest := func(i int, opens func(mdToken) bool) bool {
-		for k := len(stack) - 1; k >= 0; k-- {
-			if opens(toks[stack[k]]) {
-				partner[stack[k]], partner[i] = i, stack[k]
-				stack = stack[:k]
-				return true
+	var stack []int                    // token indices of open markers
+	styleAt := map[pb.EntityType]int{} // open marker style -> stack position
+	var linkAt []int                   // stack positions of open "[", ascending
+	closeAt := func(k, closer int) {
+		partner[stack[k]], partner[closer] = closer, stack[k]
+		for j := len(stack) - 1; j >= k; j-- {
+			if t := toks[stack[j]]; t.kind == tokMarker {
+				delete(styleAt, t.style)
+			} else {
+				linkAt = linkAt[:len(linkAt)-1]
 			}
 		}
-		return false
+		stack = stack[:k]
 	}
 	for i, t := range toks {
 		switch t.kind {
 		case tokMarker:
-			if !closeNearest(i, func(o mdToken) bool { return o.kind == tokMarker && o.style == t.style }) {
+			if k, open := styleAt[t.style]; open {
+				closeAt(k, i)
+			} else {
+				styleAt[t.style] = len(stack)
 				stack = append(stack, i)
 			}
 		case tokLinkOpen:
+			linkAt = append(linkAt, len(stack))
 			stack = append(stack, i)
 		case tokLinkClose:
-			closeNearest(i, func(o mdToken) bool { return o.kind == tokLinkOpen })
+			if len(linkAt) > 0 {
+				closeAt(linkAt[len(linkAt)-1], i)
+			}
 		}
 	}
 	return partner

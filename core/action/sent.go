@@ -48,9 +48,7 @@ func sentMessages(u tg.UpdatesClass, randomIDs []int64) (msgs []*tg.Message, use
 		case *tg.UpdateEditMessage, *tg.UpdateEditChannelMessage:
 			edited = append(edited, msg)
 		default:
-			if msg.Out {
-				byID[msg.ID] = msg
-			}
+			byID[msg.ID] = msg
 		}
 	}
 	if randomIDs == nil {
