@@ -38,7 +38,7 @@ type Context struct {
 	context.Context
 	plugin *Plugin
 	event  *pluginv1.Event // nil for scheduled jobs
-	log    hclog.Logger
+	log    hclog.Logger    // made on first use: most handlers never log
 
 	// Set by the filters of the handler that matched.
 	command, argText    string
@@ -116,7 +116,12 @@ func (c *Context) Group(name string) string {
 
 // Log is the plugin's logger, tagged with the event's seq. The runner
 // forwards it into its own log under the plugin's name.
-func (c *Context) Log() hclog.Logger { return c.log }
+func (c *Context) Log() hclog.Logger {
+	if c.log == nil {
+		c.log = c.plugin.logger.With("seq", c.Seq())
+	}
+	return c.log
+}
 
 // Plugin is the plugin handling the event.
 func (c *Context) Plugin() *Plugin { return c.plugin }

@@ -309,7 +309,7 @@ func safeMatch(r *Route, c *Context) (ok bool, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = &PanicError{Handler: r.name + " (filter)", Value: v, Stack: debug.Stack()}
-			c.log.Error("filter panicked", "handler", r.name, "panic", fmt.Sprint(v), "stack", string(err.(*PanicError).Stack))
+			c.Log().Error("filter panicked", "handler", r.name, "panic", fmt.Sprint(v), "stack", string(err.(*PanicError).Stack))
 		}
 	}()
 	return r.filter.Match(c), nil
@@ -319,7 +319,7 @@ func (r *Route) call(c *Context) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			pe := &PanicError{Handler: r.name, Value: v, Stack: debug.Stack()}
-			c.log.Error("handler panicked", "handler", r.name, "panic", fmt.Sprint(v), "stack", string(pe.Stack))
+			c.Log().Error("handler panicked", "handler", r.name, "panic", fmt.Sprint(v), "stack", string(pe.Stack))
 			err = pe
 		}
 	}()

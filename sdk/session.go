@@ -239,10 +239,9 @@ func (p *Plugin) onEvent(s *session, ev *pluginv1.Event) {
 // handle runs one event through the router.
 func (p *Plugin) handle(ctx context.Context, ev *pluginv1.Event) error {
 	c := &Context{Context: ctx, plugin: p, event: ev}
-	c.log = p.logger.With("seq", ev.GetSeq())
 	err := p.dispatch(c)
 	if err != nil {
-		c.log.Warn("event handling failed", "error", err.Error())
+		c.Log().Warn("event handling failed", "error", err.Error())
 	}
 	return err
 }

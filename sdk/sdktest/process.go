@@ -21,9 +21,21 @@ import (
 // over that connection like New. The process is killed when the test ends.
 func StartProcess(t testing.TB, cmd *exec.Cmd, opts ...Option) (*Harness, error) {
 	t.Helper()
-	o := defaults(opts)
+	api, err := DialProcess(t, cmd, defaults(opts).quiet)
+	if err != nil {
+		return nil, err
+	}
+	return Connect(t, api, opts...)
+}
+
+// DialProcess starts a built plugin like StartProcess and returns a raw
+// client of the contract, for tests and benchmarks that play the runner
+// themselves. quiet drops the plugin's log instead of writing it to the
+// test log.
+func DialProcess(t testing.TB, cmd *exec.Cmd, quiet bool) (pluginv1.PluginClient, error) {
+	t.Helper()
 	var logger hclog.Logger = hclog.NewNullLogger()
-	if !o.quiet {
+	if !quiet {
 		w := &testLogWriter{t: t}
 		w.alive.Store(true)
 		// Registered first, so it runs after the process is killed.
@@ -55,7 +67,7 @@ func StartProcess(t testing.TB, cmd *exec.Cmd, opts ...Option) (*Harness, error)
 	if err := rpc.Ping(); err != nil {
 		return nil, fmt.Errorf("plugin %s: health ping: %w", cmd.Path, err)
 	}
-	return Connect(t, api, opts...)
+	return api, nil
 }
 
 // testLogWriter writes the plugin's forwarded log to the test log until
