@@ -105,6 +105,24 @@ func TestContextActions(t *testing.T) {
 			&pluginv1.Action{Kind: &pluginv1.Action_Join{Join: &pluginv1.JoinChat{Target: &pluginv1.JoinChat_InviteLink{InviteLink: "https://t.me/+abc"}}}}},
 		{"leave", func(c *sdk.Context) error { return c.Leave(group) },
 			&pluginv1.Action{Kind: &pluginv1.Action_Leave{Leave: &pluginv1.LeaveChat{Chat: group}}}},
+		{"runner status", func(c *sdk.Context) error {
+			st, err := c.RunnerStatus()
+			if err == nil && (len(st.GetPlugins()) != 1 || st.GetPlugins()[0].GetName() != "actions") {
+				err = fmt.Errorf("status %v", st)
+			}
+			return err
+		}, &pluginv1.Action{Kind: &pluginv1.Action_RunnerStatus{RunnerStatus: &pluginv1.GetRunnerStatus{}}}},
+		{"pause", func(c *sdk.Context) error { return c.PauseRunner("maintenance") },
+			&pluginv1.Action{Kind: &pluginv1.Action_Pause{Pause: &pluginv1.PauseRunner{Reason: "maintenance"}}}},
+		{"resume", func(c *sdk.Context) error { return c.ResumeRunner() },
+			&pluginv1.Action{Kind: &pluginv1.Action_Resume{Resume: &pluginv1.ResumeRunner{}}}},
+		{"list plugins", func(c *sdk.Context) error {
+			ps, err := c.ListPlugins()
+			if err == nil && (len(ps) != 1 || ps[0].GetName() != "actions") {
+				err = fmt.Errorf("plugins %v", ps)
+			}
+			return err
+		}, &pluginv1.Action{Kind: &pluginv1.Action_ListPlugins{ListPlugins: &pluginv1.ListPlugins{}}}},
 		{"raw invoke", func(c *sdk.Context) error {
 			_, err := c.RawInvoke([]byte{1, 2, 3})
 			if !errors.Is(err, sdk.ErrForbidden) {

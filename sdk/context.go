@@ -404,6 +404,32 @@ func (c *Context) RawInvoke(requestTL []byte) ([]byte, error) {
 	return res.GetRawTl(), err
 }
 
+// RunnerStatus reports how the runner and its plugins are doing. It needs
+// the runner_control permission.
+func (c *Context) RunnerStatus() (*pluginv1.RunnerStatus, error) {
+	res, err := c.do("runner_status", &pluginv1.Action{Kind: &pluginv1.Action_RunnerStatus{RunnerStatus: &pluginv1.GetRunnerStatus{}}})
+	return res.GetRunnerStatus(), err
+}
+
+// PauseRunner holds every outgoing action of the runner until
+// ResumeRunner; nothing queued is lost. It needs runner_control.
+func (c *Context) PauseRunner(reason string) error {
+	_, err := c.do("pause", &pluginv1.Action{Kind: &pluginv1.Action_Pause{Pause: &pluginv1.PauseRunner{Reason: reason}}})
+	return err
+}
+
+// ResumeRunner ends a pause. It needs runner_control.
+func (c *Context) ResumeRunner() error {
+	_, err := c.do("resume", &pluginv1.Action{Kind: &pluginv1.Action_Resume{Resume: &pluginv1.ResumeRunner{}}})
+	return err
+}
+
+// ListPlugins describes every configured plugin. It needs runner_control.
+func (c *Context) ListPlugins() ([]*pluginv1.PluginInfo, error) {
+	res, err := c.do("list_plugins", &pluginv1.Action{Kind: &pluginv1.Action_ListPlugins{ListPlugins: &pluginv1.ListPlugins{}}})
+	return res.GetPlugins().GetPlugins(), err
+}
+
 // KV is the plugin's key-value store, kept by the runner per plugin
 // instance; it survives restarts of the plugin and of the runner.
 func (c *Context) KV() KV { return KV{c: c} }

@@ -328,6 +328,9 @@ func (h *Harness) open(client pluginv1.PluginClient) error {
 		return fmt.Errorf("Info: %w", err)
 	}
 	h.info = info
+	h.mu.Lock()
+	h.fake.info = info
+	h.mu.Unlock()
 	if err := h.Reconfigure(h.opts.config); err != nil {
 		close(h.recvDone)
 		return err
@@ -750,6 +753,9 @@ func (w testWriter) Write(b []byte) (int, error) {
 // the chats and messages of fed events, the messages the plugin sent, and
 // the KV store.
 type fakeRunner struct {
+	info     *pluginv1.PluginInfo // the plugin's own, for list_plugins
+	paused   string               // the pause reason, when paused
+	isPaused bool
 	me       *pluginv1.User
 	chats    map[string]*pluginv1.Chat
 	messages map[string][]*pluginv1.Message // per chat, ascending ids
@@ -972,6 +978,21 @@ func (f *fakeRunner) answer(a *pluginv1.Action, now time.Time) *pluginv1.ActionR
 		return fail(notFound, `sdktest: no file to download; answer with h.Respond("download", ...)`)
 	case *pluginv1.Action_RawInvoke:
 		return fail(pluginv1.ErrorCode_ERROR_CODE_FORBIDDEN, `sdktest: raw_invoke has no fake; answer with h.Respond("raw_invoke", ...)`)
+	case *pluginv1.Action_RunnerStatus:
+		return &pluginv1.ActionResult{Result: &pluginv1.ActionResult_RunnerStatus{RunnerStatus: &pluginv1.RunnerStatus{
+			Account: "main", Paused: f.isPaused, PauseReason: f.paused, Version: "sdktest",
+			Plugins: []*pluginv1.PluginStatus{{Name: f.info.GetName(), State: "running", Version: f.info.GetVersion()}},
+		}}}
+	case *pluginv1.Action_Pause:
+		f.isPaused, f.paused = true, k.Pause.GetReason()
+		return ok()
+	case *pluginv1.Action_Resume:
+		f.isPaused, f.paused = false, ""
+		return ok()
+	case *pluginv1.Action_ListPlugins:
+		return &pluginv1.ActionResult{Result: &pluginv1.ActionResult_Plugins{Plugins: &pluginv1.PluginList{
+			Plugins: []*pluginv1.PluginInfo{proto.Clone(f.info).(*pluginv1.PluginInfo)},
+		}}}
 	case *pluginv1.Action_React, *pluginv1.Action_MarkRead, *pluginv1.Action_Typing, *pluginv1.Action_Join, *pluginv1.Action_Leave:
 		return ok()
 	}
