@@ -31,6 +31,7 @@ type Config struct {
 	Log     Log
 	Limits  Limits
 	Plugins []Plugin
+	Ops     Ops
 
 	// Warnings are things worth telling the user that do not stop the runner,
 	// such as allow_literal_secrets being on.

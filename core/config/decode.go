@@ -31,6 +31,7 @@ var sections = []section{
 	{"log", decodeLog},
 	{"limits", decodeLimits},
 	{"plugins", decodePlugins},
+	{"ops", decodeOps},
 }
 
 // plannedSections are top-level keys later versions add; a config written
