@@ -219,7 +219,8 @@ func (e *env) history(peer sandbox.Peer) []string {
 	require.NoError(e.t, err)
 	var out []string
 	for _, m := range msgs {
-		if m.From == e.owner.ID {
+		// Empty texts are service messages (the owner joining a group).
+		if m.From == e.owner.ID && m.Text != "" {
 			out = append(out, m.Text)
 		}
 	}

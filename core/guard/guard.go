@@ -439,11 +439,39 @@ func (g *Guard) submit(ctx context.Context, next Executor, call action.Call) (*p
 		g.audit.add(rec)
 		return dryRunResult(call.Action, in, g.now()), nil
 	}
+	if wait := g.queueEstimate(call.Source, in); wait > g.opts.MaxQueueWait {
+		return g.refuse(rec, pb.ErrorCode_ERROR_CODE_THROTTLED, wait, fmt.Sprintf(
+			"%s already has so many sends queued that this one would wait about %s, more than the guard's maximum queue wait of %s",
+			in.chatKey, wait.Round(time.Second), g.opts.MaxQueueWait), OutcomeThrottled), nil
+	}
 	it := g.newItem(call, in, false)
 	if err := g.start(it, next); err != nil {
 		return g.refuse(rec, pb.ErrorCode_ERROR_CODE_UNAVAILABLE, 0, err.Error(), OutcomeError), nil
 	}
 	return nil, it
+}
+
+// queueEstimate is how long a new send to the chat would wait behind the
+// ones already in its lane, at the chat's own pace. The owner's sends are
+// never refused for it.
+func (g *Guard) queueEstimate(source string, in info) time.Duration {
+	if !in.send || in.chatKey == "" || source == SourceOwner {
+		return 0
+	}
+	interval := g.cfg.Send.PerChat.Rate.Interval()
+	if in.group && g.cfg.Send.PerGroup.Rate.Interval() > interval {
+		interval = g.cfg.Send.PerGroup.Rate.Interval()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s := g.slow[in.chatKey]; s != nil && time.Duration(s.seconds)*time.Second > interval {
+		interval = time.Duration(s.seconds) * time.Second
+	}
+	l := g.lanes[in.chatKey]
+	if l == nil {
+		return 0
+	}
+	return time.Duration(len(l.waiters)) * interval
 }
 
 // read runs a read: never queued, paused or dry-run.
