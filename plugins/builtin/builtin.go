@@ -8,13 +8,23 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tgrunner/tgrunner/plugins/admin"
+	"github.com/tgrunner/tgrunner/plugins/alerts"
 	"github.com/tgrunner/tgrunner/plugins/autoreply"
+	"github.com/tgrunner/tgrunner/plugins/forward"
+	"github.com/tgrunner/tgrunner/plugins/pmguard"
+	"github.com/tgrunner/tgrunner/plugins/schedule"
 	"github.com/tgrunner/tgrunner/sdk"
 )
 
 // table is fixed at build time: adding a first-party plugin is one line.
 var table = map[string]func() *sdk.Plugin{
+	"admin":     admin.New,
+	"alerts":    alerts.New,
 	"autoreply": autoreply.New,
+	"forward":   forward.New,
+	"pmguard":   pmguard.New,
+	"schedule":  schedule.New,
 }
 
 // Lookup returns the constructor of the builtin plugin name.
