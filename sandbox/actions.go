@@ -633,7 +633,7 @@ func (s *Server) dialogsLocked(viewer int64, req *tg.MessagesGetDialogsRequest) 
 		e.addPeer(peerKeyOf(de.d.Peer))
 		if de.top.id != 0 {
 			e.addMessage(de.top)
-			res.Messages = append(res.Messages, s.messageObjLocked(de.top))
+			res.Messages = append(res.Messages, s.messageClassLocked(de.top))
 		}
 	}
 	res.Users = s.usersLocked(viewer, e)

@@ -149,12 +149,18 @@ func (s *Server) joinChannelLocked(user int64, ch *channel) error {
 	}
 	ch.members[user] = true
 	s.announceChatLocked(peerKey{kindChannel, ch.id}, []int64{user})
+	if ch.megagroup {
+		s.serviceLocked(user, peerKey{kindChannel, ch.id}, &tg.MessageActionChatAddUser{Users: []int64{user}})
+	}
 	return nil
 }
 
 func (s *Server) leaveChannelLocked(user int64, ch *channel) error {
 	if !ch.members[user] {
 		return errUserNotParticipant
+	}
+	if ch.megagroup {
+		s.serviceLocked(user, peerKey{kindChannel, ch.id}, &tg.MessageActionChatDeleteUser{UserID: user})
 	}
 	delete(ch.members, user)
 	delete(ch.admins, user)
@@ -172,6 +178,7 @@ func (s *Server) addGroupMemberLocked(g *basicGroup, user int64) error {
 	g.version++
 	s.accounts[user].dialogFor(peerKey{kindChat, g.id})
 	s.announceChatLocked(peerKey{kindChat, g.id}, sortedIDs(g.members))
+	s.serviceLocked(user, peerKey{kindChat, g.id}, &tg.MessageActionChatAddUser{Users: []int64{user}})
 	return nil
 }
 
@@ -179,6 +186,7 @@ func (s *Server) removeGroupMemberLocked(g *basicGroup, user int64) error {
 	if !g.members[user] {
 		return errUserNotParticipant
 	}
+	s.serviceLocked(user, peerKey{kindChat, g.id}, &tg.MessageActionChatDeleteUser{UserID: user})
 	delete(g.members, user)
 	delete(g.admins, user)
 	g.version++

@@ -467,3 +467,27 @@ func (a *Actor) Typing(ctx context.Context, peer Peer) error {
 	a.s.typingLocked(a.id, peer.key(), &tg.SendMessageTypingAction{})
 	return nil
 }
+
+// SetOnline pushes the user's online status (updateUserStatus) to every
+// account that has a private chat with them, as Telegram does for
+// contacts and recent chats.
+func (a *Actor) SetOnline(ctx context.Context, online bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	var status tg.UserStatusClass = &tg.UserStatusOffline{WasOnline: now()}
+	if online {
+		status = &tg.UserStatusOnline{Expires: now() + 300}
+	}
+	e := newEntities()
+	e.users[a.id] = true
+	for id, acc := range a.s.accounts {
+		if id == a.id || acc.dialogs[peerKey{kindUser, a.id}] == nil {
+			continue
+		}
+		a.s.pushLocked(id, []tg.UpdateClass{&tg.UpdateUserStatus{UserID: a.id, Status: status}}, e, 0)
+	}
+	return nil
+}

@@ -40,6 +40,8 @@ type outgoing struct {
 	randomID     int64
 	scheduleDate int
 	fromSchedule bool
+	// action makes it a service message (joined, left, title changed...).
+	action tg.MessageActionClass
 }
 
 type fwdInfo struct {
@@ -74,6 +76,28 @@ func decodeEntities(in []rawObject) []tg.MessageEntityClass {
 		}
 	}
 	return out
+}
+
+// messageClassLocked builds the message as clients see it: a service
+// message for actions, a plain message otherwise.
+func (s *Server) messageClassLocked(m *message) tg.MessageClass {
+	if m.action == nil {
+		return s.messageObjLocked(m)
+	}
+	svc := &tg.MessageService{ID: m.id, Out: m.out, PeerID: m.peer.tg(), Date: m.date, Action: m.action, Post: m.post}
+	if m.from != 0 {
+		svc.FromID = &tg.PeerUser{UserID: m.from}
+	}
+	return svc
+}
+
+// serviceLocked posts a service message by actor in peer, as Telegram does
+// for joins, leaves, additions and title changes. Broadcast channels get
+// none for membership changes.
+func (s *Server) serviceLocked(actor int64, peer peerKey, action tg.MessageActionClass) {
+	if _, err := s.sendLocked(actor, 0, peer, outgoing{action: action}, false); err != nil {
+		s.log.Debug("service message: " + err.Error())
+	}
 }
 
 // messageObjLocked builds a fresh tg.Message for a stored copy.
@@ -148,13 +172,13 @@ func (acc *account) store(m *message) {
 
 func newMessageUpdate(s *Server, m *message) func(pts, count int) tg.UpdateClass {
 	return func(pts, count int) tg.UpdateClass {
-		return &tg.UpdateNewMessage{Message: s.messageObjLocked(m), Pts: pts, PtsCount: count}
+		return &tg.UpdateNewMessage{Message: s.messageClassLocked(m), Pts: pts, PtsCount: count}
 	}
 }
 
 func newChannelMessageUpdate(s *Server, m *message) func(pts, count int) tg.UpdateClass {
 	return func(pts, count int) tg.UpdateClass {
-		return &tg.UpdateNewChannelMessage{Message: s.messageObjLocked(m), Pts: pts, PtsCount: count}
+		return &tg.UpdateNewChannelMessage{Message: s.messageClassLocked(m), Pts: pts, PtsCount: count}
 	}
 }
 
@@ -189,7 +213,7 @@ func (s *Server) sendLocked(from, session int64, peer peerKey, o outgoing, enfor
 	if acc == nil {
 		return nil, errAuthKeyUnregistered
 	}
-	if o.text == "" && o.media == nil {
+	if o.text == "" && o.media == nil && o.action == nil {
 		return nil, errMessageEmpty
 	}
 	if o.randomID != 0 {
@@ -210,7 +234,7 @@ func (s *Server) sendLocked(from, session int64, peer peerKey, o outgoing, enfor
 			return nil, errChatWriteForbidden
 		}
 		admin := ch.creator == from || ch.admins[from]
-		if !ch.megagroup && !admin {
+		if !ch.megagroup && !admin && o.action == nil {
 			return nil, errChatAdminRequired
 		}
 		if enforce && ch.megagroup && ch.slowmode > 0 && !admin && o.scheduleDate == 0 {
@@ -259,7 +283,7 @@ func (s *Server) sendLocked(from, session int64, peer peerKey, o outgoing, enfor
 		m := &message{
 			id: ch.nextMsgID, peer: peer, out: true, date: date, text: o.text, entityRaw: o.entities,
 			replyTo: o.replyTo, silent: o.silent, media: o.media, fwd: o.fwd, fromSchedule: o.fromSchedule,
-			author: from,
+			author: from, action: o.action,
 		}
 		if ch.megagroup {
 			m.from = from
@@ -271,7 +295,9 @@ func (s *Server) sendLocked(from, session int64, peer peerKey, o outgoing, enfor
 		}
 		ch.msgs[m.id] = m
 		ch.ids = append(ch.ids, m.id)
-		ch.lastSend[from] = time.Now().Unix()
+		if o.action == nil {
+			ch.lastSend[from] = time.Now().Unix()
+		}
 		e := newEntities()
 		e.addMessage(m)
 		s.emitChannelLocked(ch, 1, e, session, m, newChannelMessageUpdate(s, m))
@@ -303,7 +329,7 @@ func (s *Server) sendLocked(from, session int64, peer peerKey, o outgoing, enfor
 			m := &message{
 				id: box.nextMsgID, owner: owner, peer: dialogPeer, from: from, out: owner == from,
 				date: date, text: o.text, entityRaw: o.entities, silent: o.silent, media: o.media,
-				fwd: o.fwd, fromSchedule: o.fromSchedule, author: from,
+				fwd: o.fwd, fromSchedule: o.fromSchedule, author: from, action: o.action,
 				replyTo: s.mapReplyLocked(from, o.replyTo, owner),
 			}
 			if owner == from {
@@ -344,9 +370,9 @@ func (s *Server) sentUpdatesLocked(viewer int64, r *sent, randomID int64) *tg.Up
 	e.users[viewer] = true
 	var upd tg.UpdateClass
 	if r.channel {
-		upd = &tg.UpdateNewChannelMessage{Message: s.messageObjLocked(r.msg), Pts: r.pts, PtsCount: 1}
+		upd = &tg.UpdateNewChannelMessage{Message: s.messageClassLocked(r.msg), Pts: r.pts, PtsCount: 1}
 	} else {
-		upd = &tg.UpdateNewMessage{Message: s.messageObjLocked(r.msg), Pts: r.pts, PtsCount: 1}
+		upd = &tg.UpdateNewMessage{Message: s.messageClassLocked(r.msg), Pts: r.pts, PtsCount: 1}
 	}
 	return &tg.Updates{
 		Updates: []tg.UpdateClass{&tg.UpdateMessageID{ID: r.msg.id, RandomID: randomID}, upd},
@@ -472,7 +498,7 @@ func (s *Server) messagesResultLocked(viewer int64, peer peerKey, msgs []*messag
 	list := make([]tg.MessageClass, 0, len(msgs))
 	for _, m := range msgs {
 		e.addMessage(m)
-		list = append(list, s.messageObjLocked(m))
+		list = append(list, s.messageClassLocked(m))
 	}
 	if peer.kind == kindChannel {
 		return &tg.MessagesChannelMessages{

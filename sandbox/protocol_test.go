@@ -96,12 +96,21 @@ func TestQRLogin(t *testing.T) {
 	d := tg.NewUpdateDispatcher()
 	loggedIn := qrlogin.OnLoginToken(d)
 	desktop := connect(t, s, clientConfig{noManager: true, rawUpdates: d.Handle, login: func(ctx context.Context, c *telegram.Client) error {
+		accepted := make(chan error, 1)
 		_, err := c.QR().Auth(ctx, loggedIn, func(ctx context.Context, token qrlogin.Token) error {
-			// The logged-in phone scans the code.
-			_, err := qrlogin.AcceptQR(ctx, phone.API, token)
-			return err
+			// The logged-in phone scans the code while this client waits
+			// for updateLoginToken: accepting inside show would race
+			// gotd's non-blocking signal and fall back to token expiry.
+			go func() {
+				_, err := qrlogin.AcceptQR(ctx, phone.API, token)
+				accepted <- err
+			}()
+			return nil
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		return <-accepted
 	}})
 	require.Equal(t, u.ID, desktop.Self.ID)
 	require.Eventually(t, func() bool { return s.ConnectedSessions(u.ID) == 2 }, 5*time.Second, 10*time.Millisecond)

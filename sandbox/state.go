@@ -156,6 +156,8 @@ type message struct {
 	// copies links all boxes' copies of one logical message (private chats
 	// and basic groups), so edits and revokes reach every copy.
 	copies *[]msgRef
+	// action is set for service messages.
+	action tg.MessageActionClass
 }
 
 type msgRef struct {
