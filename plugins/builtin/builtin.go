@@ -13,6 +13,7 @@ import (
 	"github.com/tgrunner/tgrunner/plugins/autoreply"
 	"github.com/tgrunner/tgrunner/plugins/forward"
 	"github.com/tgrunner/tgrunner/plugins/pmguard"
+	"github.com/tgrunner/tgrunner/plugins/rules"
 	"github.com/tgrunner/tgrunner/plugins/schedule"
 	"github.com/tgrunner/tgrunner/sdk"
 )
@@ -24,6 +25,7 @@ var table = map[string]func() *sdk.Plugin{
 	"autoreply": autoreply.New,
 	"forward":   forward.New,
 	"pmguard":   pmguard.New,
+	"rules":     rules.New,
 	"schedule":  schedule.New,
 }
 

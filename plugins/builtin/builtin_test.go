@@ -11,7 +11,7 @@ import (
 func TestTable(t *testing.T) {
 	names := Names()
 	require.True(t, slices.IsSorted(names))
-	for _, want := range []string{"admin", "alerts", "autoreply", "forward", "pmguard", "schedule"} {
+	for _, want := range []string{"admin", "alerts", "autoreply", "forward", "pmguard", "rules", "schedule"} {
 		require.Contains(t, names, want)
 	}
 	for _, n := range names {
