@@ -10,8 +10,8 @@ import (
 
 	"github.com/tgrunner/tgrunner/plugins/rules/spec"
 	"github.com/tgrunner/tgrunner/sdk"
-	"github.com/tgrunner/tgrunner/sdk/sdktest"
 	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
+	"github.com/tgrunner/tgrunner/sdk/sdktest"
 )
 
 // monday9 is the harness's default clock: Monday 2025-01-06 09:00 UTC.

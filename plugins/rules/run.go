@@ -136,7 +136,6 @@ func (e *engine) finish(st *ruleState, id int, r *spec.Compiled) {
 // runActions runs a rule's actions in order; the first failure ends the
 // run.
 func (e *engine) runActions(ctx context.Context, x *run, r *spec.Compiled, d *spec.Data, depth int) error {
-	defer x.detach()
 	for _, a := range r.Actions {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -380,6 +379,9 @@ func (e *engine) deleteOld(c *sdk.Context, a *spec.CAction) error {
 				ids = append(ids, m.GetId())
 			}
 			offset = m.GetId()
+		}
+		if len(msgs) < 100 {
+			break // the start of the chat
 		}
 	}
 	for len(ids) > 0 {

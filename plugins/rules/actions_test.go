@@ -1,0 +1,239 @@
+package rules
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tgrunner/tgrunner/sdk"
+	"github.com/tgrunner/tgrunner/sdk/sdktest"
+	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
+)
+
+func names(calls []*sdktest.Call) []string {
+	var out []string
+	for _, c := range calls {
+		if !strings.HasPrefix(c.Name, "kv_") && c.Name != "get_me" {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+func TestActions(t *testing.T) {
+	news := &pb.Chat{Peer: sdk.ChannelPeer(777), Type: pb.ChatType_CHAT_TYPE_CHANNEL, Title: "News", Username: "newsroom"}
+	for _, tc := range []struct {
+		name   string
+		action string
+		ev     func() *pb.Event
+		check  func(t *testing.T, calls []*sdktest.Call)
+	}{
+		{"send to an id, markdown", `{action: send, chat: -1000000000777, text: "**{{ .Sender.Name }}**", parse_mode: markdown, silent: true}`,
+			func() *pb.Event { return sdktest.PrivateText("x") },
+			func(t *testing.T, calls []*sdktest.Call) {
+				s := calls[0].Action.GetSend()
+				require.Equal(t, "channel:777", sdk.PeerString(s.GetChat()))
+				require.Equal(t, "**Alice**", s.GetText())
+				require.Equal(t, pb.ParseMode_PARSE_MODE_MARKDOWN, s.GetParseMode())
+				require.True(t, s.GetSilent())
+			}},
+		{"send to a username", `{action: send, chat: "@newsroom", text: hi}`,
+			func() *pb.Event { return sdktest.PrivateText("x") },
+			func(t *testing.T, calls []*sdktest.Call) {
+				require.Equal(t, []string{"resolve", "send"}, names(calls))
+				require.Equal(t, "channel:777", sdk.PeerString(calls[1].Action.GetSend().GetChat()))
+			}},
+		{"forward", `{action: forward, to: "@newsroom"}`,
+			func() *pb.Event { return sdktest.PrivateText("x") },
+			func(t *testing.T, calls []*sdktest.Call) {
+				fw := calls[len(calls)-1].Action.GetForward()
+				require.Equal(t, "channel:777", sdk.PeerString(fw.GetToChat()))
+				require.False(t, fw.GetDropAuthor())
+				require.Len(t, fw.GetMessageIds(), 1)
+			}},
+		{"copy without the author", `{action: copy, to: self}`,
+			func() *pb.Event { return sdktest.PrivateText("x") },
+			func(t *testing.T, calls []*sdktest.Call) {
+				fw := calls[len(calls)-1].Action.GetForward()
+				require.True(t, fw.GetDropAuthor())
+				require.Equal(t, "user:"+itoa(sdktest.Me().GetId()), sdk.PeerString(fw.GetToChat()))
+			}},
+		{"edit", `{action: edit, text: "{{ .Message.Text }} (edited)"}`,
+			func() *pb.Event { return sdktest.SavedText("draft") },
+			func(t *testing.T, calls []*sdktest.Call) {
+				require.Equal(t, "draft (edited)", calls[0].Text())
+				require.Equal(t, "edit", calls[0].Name)
+			}},
+		{"delete", `{action: delete, revoke: false}`,
+			func() *pb.Event { return sdktest.GroupText("spam") },
+			func(t *testing.T, calls []*sdktest.Call) {
+				d := calls[0].Action.GetDelete()
+				require.False(t, d.GetRevoke())
+				require.Len(t, d.GetMessageIds(), 1)
+			}},
+		{"react", `{action: react, emoji: "👀"}`,
+			func() *pb.Event { return sdktest.GroupText("look") },
+			func(t *testing.T, calls []*sdktest.Call) {
+				require.Equal(t, "👀", calls[0].Action.GetReact().GetReaction())
+			}},
+		{"mark read", `{action: mark_read}`,
+			func() *pb.Event { return sdktest.PrivateText("x") },
+			func(t *testing.T, calls []*sdktest.Call) {
+				require.Equal(t, "mark_read", calls[0].Name)
+				require.NotZero(t, calls[0].Action.GetMarkRead().GetMaxId())
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := start(t, `
+  - id: a
+    triggers: [{trigger: message}]
+    actions: [`+tc.action+`]
+`)
+			f.h.AddChat(news)
+			out := f.h.Handle(tc.ev())
+			require.Empty(t, out.Err)
+			var calls []*sdktest.Call
+			for _, c := range out.Calls {
+				if !strings.HasPrefix(c.Name, "kv_") {
+					calls = append(calls, c)
+				}
+			}
+			require.NotEmpty(t, calls)
+			tc.check(t, calls)
+		})
+	}
+}
+
+func TestDeleteOld(t *testing.T) {
+	f := start(t, `
+  - id: purge
+    triggers: [{trigger: schedule, every: 1h}]
+    actions: [{action: delete_old, chat: self, older_than: 90m}]
+`)
+	// The account's own messages: two now, two an hour later. At the
+	// second hourly run only the first two are older than 90 minutes.
+	for _, s := range []string{"old 1", "old 2"} {
+		f.h.Handle(sdktest.SavedText(s))
+	}
+	f.startUp()
+	f.h.Tick(time.Hour)
+	require.Len(t, f.h.WaitCalls("history", 1), 1)
+	require.Empty(t, f.h.Calls("delete"), "nothing is 90 minutes old yet")
+	for _, s := range []string{"new 1", "new 2"} {
+		f.h.Handle(sdktest.SavedText(s))
+	}
+	f.h.Tick(time.Hour)
+	dels := f.h.WaitCalls("delete", 1)
+	d := dels[0].Action.GetDelete()
+	require.Len(t, d.GetMessageIds(), 2, "only the two old messages: %v", d)
+	require.True(t, d.GetRevoke())
+}
+
+func TestWaitCallStop(t *testing.T) {
+	f := start(t, `
+  - id: greet
+    triggers: [{trigger: command, command: greet}]
+    actions:
+      - action: reply
+        text: "1"
+      - action: wait
+        duration: 10m
+      - action: call
+        rule: finish
+      - action: reply
+        text: "never: finish stopped the run"
+  - id: finish
+    actions:
+      - action: reply
+        text: "2 at {{ .Now | date \"15:04\" }} from {{ .Rule.ID }}"
+      - action: stop
+        reason: done
+`)
+	out := f.h.Handle(sdktest.PrivateText(".greet"))
+	require.Equal(t, []string{"1"}, sends(out), "the event is acked at the wait, not after it")
+	f.clk.Advance(10 * time.Minute)
+	got := texts(f.h.WaitCalls("send", 2))
+	require.Equal(t, []string{"1", "2 at 09:10 from finish"}, got)
+	require.Never(t, func() bool { return len(f.h.Calls("send")) > 2 }, 100*time.Millisecond, 10*time.Millisecond)
+}
+
+func TestFailedActionEndsRun(t *testing.T) {
+	f := start(t, `
+  - id: r
+    triggers: [{trigger: message}]
+    actions: [{action: reply, text: a}, {action: reply, text: b}]
+`)
+	f.h.FailNext("send", sdk.ErrForbidden)
+	out := f.h.Handle(sdktest.PrivateText("x"))
+	require.Contains(t, out.Err, "forbidden")
+	require.Len(t, out.Calls, 1, "the run ends at the first failure")
+	require.True(t, errors.Is(out.Calls[0].Err(), sdk.ErrForbidden))
+}
+
+func TestTemplateTruncatesLongText(t *testing.T) {
+	f := start(t, `
+  - id: r
+    triggers: [{trigger: message}]
+    actions: [{action: reply, text: "{{ range 5000 }}x{{ end }}"}]
+`)
+	out := f.h.Handle(sdktest.PrivateText("x"))
+	require.Empty(t, out.Err)
+	require.Len(t, []rune(sends(out)[0]), 4096)
+}
+
+func TestModes(t *testing.T) {
+	rule := func(mode string) string {
+		return `
+  - id: slow
+    mode: ` + mode + `
+    triggers: [{trigger: message}]
+    actions:
+      - action: notify
+        text: "start {{ .Message.Text }}"
+      - action: wait
+        duration: 1m
+      - action: notify
+        text: "end {{ .Message.Text }}"
+`
+	}
+	for _, tc := range []struct {
+		mode string
+		// What was sent after three messages a, b, c in three chats, and
+		// then after a minute, and two more.
+		first, later []string
+	}{
+		{"single", []string{"start a"}, []string{"end a"}},
+		{"restart", []string{"start a", "start b", "start c"}, []string{"end c"}},
+		{"queued\n    max: 1", []string{"start a"}, []string{"end a", "start b", "end b"}},
+		{"parallel\n    max: 2", []string{"start a", "start b"}, []string{"end a", "end b"}},
+	} {
+		t.Run(strings.Fields(tc.mode)[0], func(t *testing.T) {
+			f := start(t, rule(tc.mode))
+			for _, ev := range []*pb.Event{sdktest.PrivateText("a"), sdktest.GroupText("b"), sdktest.SupergroupText("c")} {
+				f.h.Handle(ev)
+			}
+			require.Equal(t, tc.first, texts(f.h.Calls("send")))
+			want := append(append([]string{}, tc.first...), tc.later...)
+			advanceUntil(t, f, len(want))
+			require.ElementsMatch(t, want, texts(f.h.Calls("send")))
+		})
+	}
+}
+
+// advanceUntil moves the clock a minute at a time until n messages were
+// sent: a run reaches its next wait only after its send returned, so one
+// jump could come before the wait's timer exists.
+func advanceUntil(t *testing.T, f *fixture, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		if len(f.h.Calls("send")) >= n {
+			return true
+		}
+		f.clk.Advance(time.Minute)
+		return false
+	}, 5*time.Second, 5*time.Millisecond)
+	require.Never(t, func() bool { return len(f.h.Calls("send")) > n }, 50*time.Millisecond, 10*time.Millisecond)
+}
