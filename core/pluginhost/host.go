@@ -459,6 +459,16 @@ func (in *instance) begin(ctx context.Context) (*run, *process, runEnd) {
 
 	callCtx, cancel := context.WithTimeout(ctx, in.spec.StartTimeout)
 	defer cancel()
+	if _, err := proc.api.Info(callCtx, &pluginv1.InfoRequest{}); err != nil {
+		return fail(fmt.Errorf("plugin %q: info: %w", in.spec.Name, err), false)
+	}
+	if _, err := proc.api.Configure(callCtx, in.configureRequest()); err != nil {
+		// An invalid config is answered INVALID_ARGUMENT; restarting will
+		// not help either way.
+		return fail(fmt.Errorf("plugin %q: configure: %w", in.spec.Name, err), true)
+	}
+	// Ask again once configured: the subscription may depend on the config
+	// (the command prefix, the chats a plugin watches).
 	info, err := proc.api.Info(callCtx, &pluginv1.InfoRequest{})
 	if err != nil {
 		return fail(fmt.Errorf("plugin %q: info: %w", in.spec.Name, err), false)
@@ -468,11 +478,6 @@ func (in *instance) begin(ctx context.Context) (*run, *process, runEnd) {
 		return fail(fmt.Errorf("plugin %q: its subscription: %w", in.spec.Name, err), true)
 	}
 	in.noteInfo(info)
-	if _, err := proc.api.Configure(callCtx, in.configureRequest()); err != nil {
-		// An invalid config is answered INVALID_ARGUMENT; restarting will
-		// not help either way.
-		return fail(fmt.Errorf("plugin %q: configure: %w", in.spec.Name, err), true)
-	}
 
 	r := newRun(in, nil, m, func() error {
 		if proc.client.Exited() {

@@ -40,7 +40,9 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type PluginClient interface {
-	// Info describes the plugin. Called once after the process starts.
+	// Info describes the plugin. Called after the process starts and again
+	// after Configure: the subscription it returns then is the one in force,
+	// so it may depend on the config (e.g. the command prefix).
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*PluginInfo, error)
 	// Configure hands the plugin its instance name and config section. Called
 	// before Session, and again on a config reload. An invalid config is
@@ -112,7 +114,9 @@ func (x *pluginSessionClient) Recv() (*PluginMessage, error) {
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility
 type PluginServer interface {
-	// Info describes the plugin. Called once after the process starts.
+	// Info describes the plugin. Called after the process starts and again
+	// after Configure: the subscription it returns then is the one in force,
+	// so it may depend on the config (e.g. the command prefix).
 	Info(context.Context, *InfoRequest) (*PluginInfo, error)
 	// Configure hands the plugin its instance name and config section. Called
 	// before Session, and again on a config reload. An invalid config is
