@@ -310,6 +310,8 @@ type Plugin struct {
 	Limits   PluginLimits
 
 	Disabled bool
+	// CommandPrefix starts the plugin's commands; default ".".
+	CommandPrefix string
 }
 
 // Permissions are what a plugin may do and where. Empty means nothing.

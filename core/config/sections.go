@@ -317,6 +317,7 @@ func decodeQuietHours(d *decoder, c *Config, limits *fields) {
 var pluginKeys = []string{
 	"name", "path", "sha256", "builtin", "args", "config", "permissions", "events",
 	"filter", "env", "timeouts", "queue", "restart", "limits", "disabled",
+	"command_prefix",
 }
 
 func decodePlugins(d *decoder, c *Config, top *fields) {
@@ -416,6 +417,9 @@ func decodePlugin(d *decoder, p *Plugin, f *fields) {
 		p.Limits.ContactImportsPerDay = l.optInt("contact_imports_per_day")
 	}
 	f.boolean("disabled", &p.Disabled)
+	if f.str("command_prefix", &p.CommandPrefix) && (p.CommandPrefix == "" || len([]rune(p.CommandPrefix)) > 3 || strings.ContainsAny(p.CommandPrefix, " \t\n")) {
+		f.d.errorf(f.get("command_prefix"), f.p("command_prefix"), "must be 1 to 3 characters without spaces, e.g. \".\" or \"!\"")
+	}
 }
 
 func (f *fields) optInt(key string) *int {

@@ -367,7 +367,8 @@ func PluginSpec(cfg *config.Config, p config.Plugin) (pluginhost.Spec, error) {
 			MaxCrashes: p.Restart.MaxCrashes,
 			Window:     p.Restart.Window,
 		},
-		Disabled: p.Disabled,
+		Disabled:      p.Disabled,
+		CommandPrefix: p.CommandPrefix,
 	}
 	if p.Config != nil {
 		var v any
