@@ -86,7 +86,9 @@ type auditWriter struct {
 	log  *zap.Logger
 	in   chan auditMsg
 	done chan struct{}
-	once sync.Once
+
+	mu     sync.RWMutex // closed and the close of in
+	closed bool
 }
 
 type auditMsg struct {
@@ -101,23 +103,32 @@ func newAuditWriter(st *store.Store, log *zap.Logger) *auditWriter {
 }
 
 func (w *auditWriter) add(r AuditRecord) {
-	select {
-	case <-w.done:
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
 		// After close: write through rather than lose it.
 		if err := Append(context.Background(), w.st, r); err != nil {
 			w.log.Error("Could not write an audit record", zap.Error(err))
 		}
-	case w.in <- auditMsg{rec: &r}:
+		return
 	}
+	// The loop drains in until it is closed, which waits for this send.
+	w.in <- auditMsg{rec: &r}
+	w.mu.RUnlock()
 }
 
 func (w *auditWriter) flush(ctx context.Context) error {
 	ch := make(chan struct{})
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return nil
+	}
 	select {
 	case w.in <- auditMsg{flush: ch}:
-	case <-w.done:
-		return nil
+		w.mu.RUnlock()
 	case <-ctx.Done():
+		w.mu.RUnlock()
 		return ctx.Err()
 	}
 	select {
@@ -130,7 +141,12 @@ func (w *auditWriter) flush(ctx context.Context) error {
 
 func (w *auditWriter) close(ctx context.Context) error {
 	err := w.flush(ctx)
-	w.once.Do(func() { close(w.in) })
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.in)
+	}
+	w.mu.Unlock()
 	<-w.done
 	return err
 }

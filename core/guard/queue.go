@@ -41,8 +41,11 @@ type item struct {
 	turn   <-chan struct{} // closed when the item heads its chat's lane
 	lane   *lane
 
-	persistOnce sync.Once
-	persisted   atomic.Bool
+	// mu orders persist against the end of the item: an item that is done
+	// must never be written to the durable queue again.
+	mu        sync.Mutex
+	finished  bool
+	persisted atomic.Bool
 
 	done   chan struct{}
 	result *pb.ActionResult
@@ -147,6 +150,11 @@ func (g *Guard) abandon(it *item, cause error) *pb.ActionResult {
 	if errors.Is(cause, context.DeadlineExceeded) {
 		code = pb.ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED
 	}
+	select {
+	case <-it.done:
+		return it.result
+	default:
+	}
 	if g.cfg.PersistWaiting {
 		it.persist(g)
 		return action.ErrorResult(code, fmt.Sprintf(
@@ -165,18 +173,21 @@ func (it *item) persist(g *Guard) {
 	if !g.cfg.PersistWaiting || it.recovered {
 		return
 	}
-	it.persistOnce.Do(func() {
-		data, err := encodeQueued(it)
-		if err == nil {
-			err = g.deps.Store.Outbox().Put(context.WithoutCancel(it.ctx), it.id, data)
-		}
-		if err != nil {
-			g.log.Error("Could not keep a waiting action in the durable queue; it waits in memory only",
-				zap.String("id", it.id), zap.Error(err))
-			return
-		}
-		it.persisted.Store(true)
-	})
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if it.finished || it.persisted.Load() {
+		return
+	}
+	data, err := encodeQueued(it)
+	if err == nil {
+		err = g.deps.Store.Outbox().Put(context.WithoutCancel(it.ctx), it.id, data)
+	}
+	if err != nil {
+		g.log.Error("Could not keep a waiting action in the durable queue; it waits in memory only",
+			zap.String("id", it.id), zap.Error(err))
+		return
+	}
+	it.persisted.Store(true)
 }
 
 func (it *item) unpersist(g *Guard) {
@@ -198,6 +209,9 @@ func (g *Guard) run(it *item, next Executor) {
 	keep := false // stays in the durable queue for the next Recover
 	defer func() {
 		g.release(it.lane, it.turn)
+		it.mu.Lock()
+		it.finished = true
+		it.mu.Unlock()
 		if !keep {
 			it.unpersist(g)
 		}
@@ -330,23 +344,30 @@ func (g *Guard) waitOpen(it *item) error {
 			return nil
 		}
 		it.persist(g)
-		var timer <-chan time.Time
+		var timer *time.Timer
+		var fire <-chan time.Time
 		if !until.IsZero() {
 			d := until.Sub(g.now())
 			if d < time.Millisecond {
 				d = time.Millisecond
 			}
-			t := time.NewTimer(d)
-			defer t.Stop()
-			timer = t.C
+			timer = time.NewTimer(d)
+			fire = timer.C
 		}
+		var err error
 		select {
 		case <-wake:
-		case <-timer:
+		case <-fire:
 		case <-it.ctx.Done():
-			return it.ctx.Err()
+			err = it.ctx.Err()
 		case <-g.closing:
-			return errClosing
+			err = errClosing
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if err != nil {
+			return err
 		}
 	}
 }

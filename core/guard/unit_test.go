@@ -296,3 +296,57 @@ func TestLongQueueIsRefusedUpFront(t *testing.T) {
 	}
 	require.NoError(t, g.Close(ctx))
 }
+
+func TestAuditAfterCloseIsWrittenThrough(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir()+"/data", store.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	g := New(config.Default().Limits, Deps{Store: st}, Options{})
+	g.Record(AuditRecord{Source: "owner", Kind: "send", Outcome: OutcomeOK})
+	require.NoError(t, g.Close(ctx))
+	g.Record(AuditRecord{Source: "runner", Kind: "send", Outcome: OutcomeOK})
+	g.Pause("late")
+	recs, err := ReadAudit(ctx, st, AuditFilter{})
+	require.NoError(t, err)
+	require.Len(t, recs, 3)
+}
+
+func TestCallerGivingUp(t *testing.T) {
+	for _, persist := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "persisted"}[persist], func(t *testing.T) {
+			ctx := context.Background()
+			st, err := store.Open(ctx, t.TempDir()+"/data", store.Options{})
+			require.NoError(t, err)
+			defer st.Close()
+			limits := config.Default().Limits
+			limits.PersistWaiting = persist
+			g := New(limits, Deps{Store: st}, Options{})
+			done := make(chan string, 1)
+			w := g.Wrap(ExecutorFunc(func(ctx context.Context, call action.Call) *pb.ActionResult {
+				done <- call.Action.GetSend().GetText()
+				return &pb.ActionResult{Result: &pb.ActionResult_Ok{Ok: &pb.Ok{}}}
+			}))
+			g.Pause("hold")
+			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			r := w.Execute(short, action.Call{Source: SourceOwner, Action: &pb.Action{Kind: &pb.Action_Send{Send: &pb.SendMessage{
+				Chat: &pb.Peer{Kind: pb.PeerKind_PEER_KIND_USER, Id: 9}, Text: "later"}}}})
+			require.Equal(t, pb.ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED, r.GetError().GetCode())
+			g.Resume()
+			if persist {
+				require.Contains(t, r.GetError().GetMessage(), "will still be done")
+				require.Equal(t, "later", <-done)
+				require.Eventually(t, func() bool {
+					l, err := st.Outbox().List(ctx)
+					return err == nil && len(l) == 0
+				}, 5*time.Second, time.Millisecond)
+			} else {
+				require.Contains(t, r.GetError().GetMessage(), "it was not done")
+				require.NoError(t, g.Close(ctx))
+				require.Empty(t, done, "an abandoned action never runs")
+			}
+			require.NoError(t, g.Close(ctx))
+		})
+	}
+}
