@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tgrunner/tgrunner/plugins/rules/spec"
 )
 
 // DefaultFileName is the config looked for in the working directory when
@@ -32,6 +34,13 @@ type Config struct {
 	Limits  Limits
 	Plugins []Plugin
 	Ops     Ops
+
+	// Rules are the YAML automations of rules: and of the rules_files: the
+	// config includes (RulesFiles, as named in problems), in that order.
+	// RulesPlugin turns them into the plugin that runs them.
+	Rules      []spec.Rule
+	RulesFiles []string
+	rulesSrc   []ruleSource
 
 	// Warnings are things worth telling the user that do not stop the runner,
 	// such as allow_literal_secrets being on.

@@ -16,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// section decodes one top-level key. Later issues add rules:, metrics: and
+// section decodes one top-level key. Later issues add metrics: and
 // accounts: as further entries; until then they are unknown keys.
 type section struct {
 	key    string
@@ -32,12 +32,14 @@ var sections = []section{
 	{"limits", decodeLimits},
 	{"plugins", decodePlugins},
 	{"ops", decodeOps},
+	{"rules", decodeRules},
+	// After rules: the files' rules follow the inline ones.
+	{"rules_files", decodeRulesFiles},
 }
 
 // plannedSections are top-level keys later versions add; a config written
 // for such a version gets a clearer message than a typo hint.
 var plannedSections = map[string]string{
-	"rules":    "rules: (YAML automations) is not supported by this version yet",
 	"metrics":  "metrics: is not supported by this version yet",
 	"accounts": "several accounts are not supported by this version yet; use account:",
 }

@@ -42,6 +42,7 @@ func (c *Config) validate(failed map[string]bool) []Problem {
 	v.enum("log.redact.phone_numbers", c.Log.Redact.PhoneNumbers, RedactPhonesPlus, RedactPhonesDigits, RedactPhonesOff)
 	v.limits()
 	v.plugins()
+	v.rules()
 	return v.problems
 }
 

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tgrunner/tgrunner/sdk"
-	"github.com/tgrunner/tgrunner/sdk/sdktest"
 	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
+	"github.com/tgrunner/tgrunner/sdk/sdktest"
 )
 
 func names(calls []*sdktest.Call) []string {

@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tgrunner/tgrunner/sdk/sdktest"
 	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
+	"github.com/tgrunner/tgrunner/sdk/sdktest"
 )
 
 // contact sets whether the author of a message is one of the account's

@@ -196,7 +196,7 @@ func Compile(prefix string, rules []Rule) (*Set, []Problem) {
 		}
 	}
 	for _, cr := range set.Rules {
-		if len(cr.Triggers) == 0 && cr.ID != "" && !called[cr.ID] {
+		if len(cr.Rule.Triggers) == 0 && cr.ID != "" && !called[cr.ID] {
 			c.errorf(fmt.Sprintf("%s[%d].triggers", prefix, cr.Index), "required: at least one trigger (or call this rule from another rule's call action)")
 		}
 	}

@@ -220,6 +220,7 @@ func cleanTemplateError(name string, err error) error {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "template: ")
 	msg = strings.TrimPrefix(msg, name+":")
+	msg = strings.Replace(msg, fmt.Sprintf("executing %q ", name), "", 1)
 	return fmt.Errorf("template: %s", strings.TrimSpace(msg))
 }
 

@@ -284,17 +284,23 @@ func parseDuration(s string) (Duration, error) {
 // UnmarshalYAML reads "90s".
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("expected a duration such as \"90s\"")
+		return typeError(n, "expected a duration such as \"90s\", got a %s", kindName(n))
 	}
 	if n.ShortTag() == "!!int" {
-		return fmt.Errorf("expected a duration such as \"%ss\", got %s (add a unit: s, m or h)", n.Value, n.Value)
+		return typeError(n, "expected a duration such as \"%ss\", got %s (add a unit: s, m or h)", n.Value, n.Value)
 	}
 	v, err := parseDuration(n.Value)
 	if err != nil {
-		return err
+		return typeError(n, "%v", err)
 	}
 	*d = v
 	return nil
+}
+
+// typeError is how an UnmarshalYAML reports a bad value so that yaml.v3
+// carries on with the other fields and the line is known.
+func typeError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, fmt.Sprintf(format, args...))}}
 }
 
 // MarshalJSON writes "1m30s".
@@ -331,7 +337,7 @@ type Ref string
 // UnmarshalYAML takes numbers as well as strings.
 func (r *Ref) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("expected a chat id, @username or word, got a %s", kindName(n))
+		return typeError(n, "expected a chat id, @username or word, got a %s", kindName(n))
 	}
 	*r = Ref(strings.TrimSpace(n.Value))
 	return nil
