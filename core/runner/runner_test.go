@@ -36,7 +36,9 @@ type env struct {
 	dir   string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvTB(t) }
+
+func newEnvTB(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	sb, err := sandbox.Start(ctx, sandbox.Options{Key: testKey()})
@@ -62,6 +64,11 @@ func (e *env) run(t *testing.T, opts runner.Options) (stop func() error) {
 	return stop
 }
 
+func (e *env) runTB(t testing.TB, opts runner.Options) (stop func() error) {
+	stop, _ = e.runWith(t, opts, false)
+	return stop
+}
+
 // runStack starts a runner with the standard stack (guard, executor,
 // plugin host) and returns once the plugins are up.
 func (e *env) runStack(t *testing.T) (*runner.Stack, func() error) {
@@ -74,7 +81,7 @@ func (e *env) runStack(t *testing.T) (*runner.Stack, func() error) {
 	return stack, stop
 }
 
-func (e *env) runWith(t *testing.T, opts runner.Options, withStack bool) (stop func() error, stack *runner.Stack) {
+func (e *env) runWith(t testing.TB, opts runner.Options, withStack bool) (stop func() error, stack *runner.Stack) {
 	t.Helper()
 	st, err := store.Open(context.Background(), e.dir, store.Options{})
 	require.NoError(t, err)

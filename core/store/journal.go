@@ -228,6 +228,11 @@ func (j *Journal) Append(ctx context.Context, entries []Entry) ([]Entry, error) 
 	var last uint64
 	err := j.s.db.Update(func(tx *bolt.Tx) error {
 		added = added[:0]
+		// The pending updates state rides along: it only covers updates
+		// journaled before, so it is never ahead of the journal on disk.
+		if err := j.s.flushStateTx(tx); err != nil {
+			return err
+		}
 		meta := tx.Bucket(bucketJournalMeta)
 		journal := tx.Bucket(bucketJournal)
 		dedup := tx.Bucket(bucketDedup)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
+	"time"
 
 	"github.com/gotd/td/telegram/updates"
 	bolt "go.etcd.io/bbolt"
@@ -16,7 +19,91 @@ import (
 // the journal is marked failed (Journal.Fail, or any failed Journal.Append)
 // every setter returns an error: the persisted state stays behind the last
 // journaled update and getDifference replays the rest after a restart.
+//
+// Writes are held in memory and reach the disk in the next journal Append
+// transaction (or within a second, or at Close). The manager only moves the
+// state after the handler has journaled the updates it covers, so the state
+// on disk can lag the journal, never lead it: a crash replays a few updates,
+// which the journal's dedup keys drop. This saves an fsync per update.
 type StateStorage struct{ s *Store }
+
+// stateOverlay is the state not yet written to disk.
+type stateOverlay struct {
+	mu       sync.Mutex
+	users    map[int64]updates.State
+	channels map[[2]int64]int
+}
+
+// stateFlushInterval bounds how long a state write may stay in memory when
+// no update arrives to carry it.
+const stateFlushInterval = time.Second
+
+// flushStateTx writes the pending state in tx; what it wrote is cleared
+// once tx commits.
+func (s *Store) flushStateTx(tx *bolt.Tx) error {
+	s.state.mu.Lock()
+	users := maps.Clone(s.state.users)
+	channels := maps.Clone(s.state.channels)
+	s.state.mu.Unlock()
+	if len(users) == 0 && len(channels) == 0 {
+		return nil
+	}
+	for id, st := range users {
+		if err := tx.Bucket(bucketState).Put(i64key(id), encodeState(st)); err != nil {
+			return err
+		}
+	}
+	for k, pts := range channels {
+		if err := tx.Bucket(bucketChannelPts).Put(pairKey(k[0], k[1]), u64(uint64(int64(pts)))); err != nil {
+			return err
+		}
+	}
+	tx.OnCommit(func() {
+		s.state.mu.Lock()
+		defer s.state.mu.Unlock()
+		for id, st := range users {
+			if s.state.users[id] == st {
+				delete(s.state.users, id)
+			}
+		}
+		for k, pts := range channels {
+			if s.state.channels[k] == pts {
+				delete(s.state.channels, k)
+			}
+		}
+	})
+	return nil
+}
+
+// flushState writes the pending state now. This is safe even after the
+// journal failed: setters refuse from then on, so what is pending covers
+// journaled updates only.
+func (s *Store) flushState() error {
+	s.state.mu.Lock()
+	dirty := len(s.state.users) > 0 || len(s.state.channels) > 0
+	s.state.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	if err := s.db.Update(s.flushStateTx); err != nil {
+		return fmt.Errorf("flush updates state: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) flushStateLoop() {
+	defer close(s.flushDone)
+	t := time.NewTicker(stateFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopFlush:
+			return
+		case <-t.C:
+			_ = s.flushState()
+		}
+	}
+}
 
 var _ updates.StateStorage = (*StateStorage)(nil)
 
@@ -47,6 +134,12 @@ func decodeState(v []byte) (updates.State, error) {
 
 // GetState implements updates.StateStorage.
 func (ss *StateStorage) GetState(ctx context.Context, userID int64) (st updates.State, found bool, err error) {
+	ss.s.state.mu.Lock()
+	st, found = ss.s.state.users[userID]
+	ss.s.state.mu.Unlock()
+	if found {
+		return st, true, nil
+	}
 	err = ss.s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketState).Get(i64key(userID))
 		if v == nil {
@@ -67,26 +160,49 @@ func (ss *StateStorage) GetState(ctx context.Context, userID int64) (st updates.
 
 // SetState implements updates.StateStorage.
 func (ss *StateStorage) SetState(ctx context.Context, userID int64, st updates.State) error {
-	return ss.update("set state", func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketState).Put(i64key(userID), encodeState(st))
-	})
+	if err := ss.s.journal.Failed(); err != nil {
+		return fmt.Errorf("updates state set state refused: %w", err)
+	}
+	ss.s.state.mu.Lock()
+	if ss.s.state.users == nil {
+		ss.s.state.users = map[int64]updates.State{}
+	}
+	ss.s.state.users[userID] = st
+	ss.s.state.mu.Unlock()
+	return nil
 }
 
 // modify applies fn to the existing state; gotd requires an error when none exists.
 func (ss *StateStorage) modify(what string, userID int64, fn func(*updates.State)) error {
-	return ss.update(what, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketState)
-		v := b.Get(i64key(userID))
-		if v == nil {
-			return errNoState
-		}
-		st, err := decodeState(v)
+	if err := ss.s.journal.Failed(); err != nil {
+		return fmt.Errorf("updates state %s refused: %w", what, err)
+	}
+	o := &ss.s.state
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st, ok := o.users[userID]
+	if !ok {
+		err := ss.s.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketState).Get(i64key(userID))
+			if v == nil {
+				return errNoState
+			}
+			var err error
+			if st, err = decodeState(v); err != nil {
+				return ss.s.corrupt(fmt.Sprintf("updates_state/%d", userID), err)
+			}
+			return nil
+		})
 		if err != nil {
-			return ss.s.corrupt(fmt.Sprintf("updates_state/%d", userID), err)
+			return fmt.Errorf("updates state %s: %w", what, err)
 		}
-		fn(&st)
-		return b.Put(i64key(userID), encodeState(st))
-	})
+	}
+	fn(&st)
+	if o.users == nil {
+		o.users = map[int64]updates.State{}
+	}
+	o.users[userID] = st
+	return nil
 }
 
 func (ss *StateStorage) update(what string, fn func(tx *bolt.Tx) error) error {
@@ -126,6 +242,12 @@ func (ss *StateStorage) SetDateSeq(ctx context.Context, userID int64, date, seq 
 
 // GetChannelPts implements updates.StateStorage.
 func (ss *StateStorage) GetChannelPts(ctx context.Context, userID, channelID int64) (pts int, found bool, err error) {
+	ss.s.state.mu.Lock()
+	pts, found = ss.s.state.channels[[2]int64{userID, channelID}]
+	ss.s.state.mu.Unlock()
+	if found {
+		return pts, true, nil
+	}
 	err = ss.s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketChannelPts).Get(pairKey(userID, channelID))
 		if v == nil {
@@ -145,9 +267,16 @@ func (ss *StateStorage) GetChannelPts(ctx context.Context, userID, channelID int
 
 // SetChannelPts implements updates.StateStorage.
 func (ss *StateStorage) SetChannelPts(ctx context.Context, userID, channelID int64, pts int) error {
-	return ss.update("set channel pts", func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketChannelPts).Put(pairKey(userID, channelID), u64(uint64(int64(pts))))
-	})
+	if err := ss.s.journal.Failed(); err != nil {
+		return fmt.Errorf("updates state set channel pts refused: %w", err)
+	}
+	ss.s.state.mu.Lock()
+	if ss.s.state.channels == nil {
+		ss.s.state.channels = map[[2]int64]int{}
+	}
+	ss.s.state.channels[[2]int64{userID, channelID}] = pts
+	ss.s.state.mu.Unlock()
+	return nil
 }
 
 // ForEachChannels implements updates.StateStorage. f runs outside the
@@ -172,6 +301,22 @@ func (ss *StateStorage) ForEachChannels(ctx context.Context, userID int64, f fun
 	if err != nil {
 		return fmt.Errorf("list channel pts: %w", err)
 	}
+	seen := map[int64]int{}
+	for i, ch := range channels {
+		seen[ch.id] = i
+	}
+	ss.s.state.mu.Lock()
+	for k, pts := range ss.s.state.channels {
+		if k[0] != userID {
+			continue
+		}
+		if i, ok := seen[k[1]]; ok {
+			channels[i].pts = pts
+		} else {
+			channels = append(channels, channel{id: k[1], pts: pts})
+		}
+	}
+	ss.s.state.mu.Unlock()
 	for _, ch := range channels {
 		if err := f(ctx, ch.id, ch.pts); err != nil {
 			return err

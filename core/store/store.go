@@ -69,6 +69,10 @@ type Store struct {
 	opts Options
 
 	journal *Journal
+	// state holds updates-state writes not yet on disk; see StateStorage.
+	state     stateOverlay
+	stopFlush chan struct{}
+	flushDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -178,11 +182,12 @@ func openWith(ctx context.Context, dir string, opts Options, migrations []migrat
 	if err := migrate(ctx, db, path, migrations); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, db: db, lock: lock, opts: opts}
+	s := &Store{dir: dir, db: db, lock: lock, opts: opts, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
 	s.journal, err = newJournal(s)
 	if err != nil {
 		return nil, err
 	}
+	go s.flushStateLoop()
 	return s, nil
 }
 
@@ -193,8 +198,15 @@ func (s *Store) Dir() string { return s.dir }
 // releases the directory lock.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.stopFlush)
+		<-s.flushDone
+		if err := s.flushState(); err != nil {
+			s.closeErr = err
+		}
 		s.journal.close()
-		s.closeErr = s.db.Close()
+		if err := s.db.Close(); err != nil && s.closeErr == nil {
+			s.closeErr = err
+		}
 		// The lock file stays: removing it would let a waiter lock an orphaned inode.
 		if err := s.lock.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = err

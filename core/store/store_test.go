@@ -481,3 +481,42 @@ func TestBackupWhileRunning(t *testing.T) {
 
 // newDir is a storage path that does not exist yet (t.TempDir itself is 0755).
 func newDir(t testing.TB) string { return filepath.Join(t.TempDir(), "storage") }
+
+// Updates-state writes ride along with the next journal append: on disk the
+// state never leads the journal, and it costs no fsync of its own.
+func TestStateWritesRideWithJournalAppend(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, newDir(t))
+	st := s.UpdateState()
+	onDisk := func() int {
+		var pts int
+		require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketState).Get(i64key(1))
+			if v == nil {
+				pts = -1
+				return nil
+			}
+			got, err := decodeState(v)
+			pts = got.Pts
+			return err
+		}))
+		return pts
+	}
+	require.NoError(t, st.SetState(ctx, 1, updates.State{Pts: 1}))
+	require.NoError(t, st.SetPts(ctx, 1, 5))
+	got, _, err := st.GetState(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, 5, got.Pts, "readers see the pending state")
+	require.Equal(t, -1, onDisk(), "not written yet")
+
+	_, err = s.Journal().Append(ctx, []Entry{{DedupKey: "a", Data: []byte("x")}})
+	require.NoError(t, err)
+	require.Equal(t, 5, onDisk(), "written in the append's transaction")
+
+	require.NoError(t, st.SetPts(ctx, 1, 6))
+	require.NoError(t, s.Close())
+	s = openTest(t, s.Dir())
+	got, _, err = s.UpdateState().GetState(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, 6, got.Pts, "Close flushes what is pending")
+}
