@@ -152,7 +152,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	// Outermost first: RPC results reach the manager; then the global
 	// token bucket; then flood waits are waited out next to the wire.
 	opts.Middlewares = []telegram.Middleware{
-		hook.UpdateHook(mgr.Handle),
+		updatesHook(mgr.Handle),
 		hook.AffectedHook(mgr),
 		limiter,
 		waiter,
