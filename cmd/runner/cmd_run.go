@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -70,10 +73,38 @@ func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
 		return err
 	}
 	opts.Services = []runner.Service{stack}
+	go pauseOnSignals(ctx, stack, log)
 	r := runner.New(cfg, st, opts)
 	if err := r.Run(ctx); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
 	log.Info("Stopped")
 	return nil
+}
+
+// pauseOnSignals pauses all outgoing actions on SIGUSR1 and resumes on
+// SIGUSR2: the kill switch for scripts (`kill -USR1 $(pidof runner)`).
+func pauseOnSignals(ctx context.Context, stack *runner.Stack, log *zap.Logger) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-sigs:
+			g := stack.Guard()
+			if g == nil {
+				log.Warn("Signal ignored: the runner is not connected yet", zap.String("signal", sig.String()))
+				continue
+			}
+			if sig == syscall.SIGUSR1 {
+				g.Pause("SIGUSR1")
+				log.Warn("Paused: outgoing actions wait until SIGUSR2 or `runner resume`")
+			} else {
+				g.Resume()
+				log.Info("Resumed")
+			}
+		}
+	}
 }

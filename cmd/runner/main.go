@@ -44,6 +44,7 @@ Try it without an account: runner sandbox`,
 		newLoginCmd(),
 		newLogoutCmd(),
 		newSandboxCmd(),
+		newAuditCmd(),
 		newVersionCmd(),
 	)
 	return root
