@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tgrunner/tgrunner/plugins/internal/kit"
 	"github.com/tgrunner/tgrunner/sdk"
 	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
 )
@@ -59,7 +60,7 @@ func build(now func() time.Time) *sdk.Plugin {
 	)
 	a := &plugin{cfg: sdk.NewConfig(p, Defaults()), now: now}
 	cmd := func(name string, fn sdk.HandlerFunc, desc, usage string) {
-		p.Command(name, a.owner(fn)).Where(sdk.Outgoing).Describe(desc).Usage(usage)
+		p.Command(name, a.owner(fn)).Where(kit.ByOwner).Describe(desc).Usage(usage)
 	}
 	cmd("help", a.help, "Every command of every plugin", "")
 	cmd("ping", a.ping, "Round trip through the runner, in ms", "")

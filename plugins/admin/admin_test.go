@@ -46,6 +46,11 @@ func TestOnlyTheOwnerAndWhere(t *testing.T) {
 	h := start(t, `{}`)
 	require.Empty(t, h.Handle(sdktest.PrivateText(".status")).Calls, "others cannot run commands")
 	require.Len(t, h.Handle(sdktest.GroupText(".status", sdktest.Outgoing())).Calls, 2, "the owner anywhere")
+	// A server that wrongly flags another member's message as outgoing
+	// (the sandbox does in supergroups) does not make it the owner's.
+	spoof := sdktest.SupergroupText(".purge 5")
+	spoof.GetNewMessage().Outgoing = true
+	require.Empty(t, h.Handle(spoof).Calls)
 
 	h = start(t, `{"where":"saved","output":"reply"}`)
 	require.Empty(t, h.Handle(sdktest.GroupText(".status", sdktest.Outgoing())).Calls)

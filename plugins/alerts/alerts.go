@@ -33,7 +33,8 @@ type Config struct {
 	ExcludeChats []string `json:"exclude_chats"`
 	// Notify is where alerts go (default me: Saved Messages).
 	Notify string `json:"notify"`
-	// IncludeOutgoing also watches the account's own messages.
+	// IncludeOutgoing also watches the account's own messages (channel
+	// posts are always watched).
 	IncludeOutgoing bool `json:"include_outgoing"`
 	// Edits also watches edited messages (each message alerts once).
 	Edits bool `json:"edits"`
@@ -120,7 +121,7 @@ func (a *plugin) message(c *sdk.Context) error {
 	if c.Event().GetKind() == pb.EventKind_EVENT_KIND_EDITED_MESSAGE && !cfg.Edits {
 		return nil
 	}
-	if m.GetOutgoing() && (!cfg.IncludeOutgoing || a.sent.Has(m)) {
+	if a.sent.Has(m) || (kit.WrittenByMe(m) && !cfg.IncludeOutgoing) {
 		return nil
 	}
 	me := c.Plugin().Settings().Me.GetId()
@@ -154,7 +155,7 @@ func (a *plugin) message(c *sdk.Context) error {
 	if err != nil {
 		return err
 	}
-	if kit.SamePeer(to, chat.GetPeer()) && m.GetOutgoing() {
+	if kit.SamePeer(to, chat.GetPeer()) && kit.WrittenByMe(m) {
 		return nil
 	}
 	sent, err := c.Send(to, Format(m, hits, cfg.QuoteChars), sdk.NoWebpage())

@@ -122,9 +122,9 @@ func build(now func() time.Time) *sdk.Plugin {
 	a := &plugin{cfg: sdk.NewConfig(p, Defaults()), now: now, started: now()}
 	// Commands first: in group 0 the first matching handler runs, so the
 	// owner's .afk is never also taken for the owner writing.
-	p.Command("afk", a.afk).Where(sdk.Outgoing).Describe("Turn away replies on").Usage("[reason]")
-	p.Command("back", a.back).Where(sdk.Outgoing).Describe("Turn away replies off")
-	p.Handle(sdk.And(sdk.NewMessage, sdk.Outgoing), a.ownerWrote).Named("owner-wrote")
+	p.Command("afk", a.afk).Where(kit.ByOwner).Describe("Turn away replies on").Usage("[reason]")
+	p.Command("back", a.back).Where(kit.ByOwner).Describe("Turn away replies off")
+	p.Handle(sdk.And(sdk.NewMessage, kit.ByOwner), a.ownerWrote).Named("owner-wrote")
 	p.Handle(sdk.And(sdk.NewMessage, sdk.Incoming, sdk.Private), a.incoming).Named("away-reply")
 	return p
 }

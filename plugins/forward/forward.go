@@ -41,7 +41,8 @@ type Config struct {
 	// Senders: when set, only messages by these users (user:ID, ID or
 	// @username).
 	Senders []string `json:"senders"`
-	// IncludeOutgoing also mirrors the account's own messages.
+	// IncludeOutgoing also mirrors the account's own messages (channel
+	// posts are always mirrored).
 	IncludeOutgoing bool `json:"include_outgoing"`
 	// DedupeContent also skips a message whose content (text and media)
 	// was already sent within dedupe_window, from any source.
@@ -201,7 +202,7 @@ func (f *plugin) message(c *sdk.Context) error {
 	cfg := f.cfg.Get()
 	m := c.Message()
 	me := c.Plugin().Settings().Me.GetId()
-	if !kit.MatchesAny(cfg.sources, m.GetChat(), me) || (m.GetOutgoing() && !cfg.IncludeOutgoing) || !cfg.Wants(m) {
+	if !kit.MatchesAny(cfg.sources, m.GetChat(), me) || (kit.WrittenByMe(m) && !cfg.IncludeOutgoing) || !cfg.Wants(m) {
 		return nil
 	}
 	to, err := f.res.Peer(c, cfg.target)

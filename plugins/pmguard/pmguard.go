@@ -107,10 +107,10 @@ func New() *sdk.Plugin {
 		sdk.WithPermissions(sdk.Permissions{Actions: []string{"send", "edit", "resolve"}, Chats: []string{"private", "self"}}),
 	)
 	g := &plugin{cfg: sdk.NewConfig(p, Defaults())}
-	p.Command("approve", g.approve).Where(sdk.Outgoing).Describe("Let a stranger write to you (in their chat, or @user)").Usage("[@user]")
-	p.Command("disapprove", g.disapprove).Where(sdk.Outgoing).Describe("Take an approval back").Usage("[@user]")
-	p.Command("approved", g.list).Where(sdk.Outgoing).Describe("List the approved users")
-	p.Handle(sdk.And(sdk.NewMessage, sdk.Outgoing, sdk.Private), g.ownerWrote).Named("owner-wrote")
+	p.Command("approve", g.approve).Where(kit.ByOwner).Describe("Let a stranger write to you (in their chat, or @user)").Usage("[@user]")
+	p.Command("disapprove", g.disapprove).Where(kit.ByOwner).Describe("Take an approval back").Usage("[@user]")
+	p.Command("approved", g.list).Where(kit.ByOwner).Describe("List the approved users")
+	p.Handle(sdk.And(sdk.NewMessage, sdk.Private, kit.ByOwner), g.ownerWrote).Named("owner-wrote")
 	p.Handle(sdk.And(sdk.NewMessage, sdk.Incoming, sdk.Private), g.incoming).Named("guard")
 	return p
 }

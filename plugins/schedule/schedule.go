@@ -139,7 +139,7 @@ func New() *sdk.Plugin { return build(time.Now) }
 func build(now func() time.Time) *sdk.Plugin {
 	p := sdk.New("schedule", "1.0.0",
 		sdk.WithDescription("Sends and forwards messages on cron schedules"),
-		sdk.WithPermissions(sdk.Permissions{Actions: []string{"send", "forward", "history"}}),
+		sdk.WithPermissions(sdk.Permissions{Actions: []string{"send", "forward", "history", "resolve"}}),
 	)
 	s := &plugin{p: p, cfg: sdk.NewConfig(p, Config{}), now: now}
 	p.OnConfigure(s.configure)

@@ -355,3 +355,20 @@ func (s *Sent) Has(m *pb.Message) bool {
 	}
 	return false
 }
+
+// FromOwner reports whether the account itself wrote m: outgoing, and, when
+// the author is known, the author is the account. The second check keeps
+// a server that marks others' messages as outgoing (the sandbox does so
+// in supergroups) from handing the owner's commands to anyone.
+func FromOwner(m *pb.Message) bool {
+	return m.GetOutgoing() && (m.GetSender() == nil || m.GetSender().GetSelf())
+}
+
+// ByOwner is the SDK filter of FromOwner, for the owner's commands. It
+// narrows the subscription like sdk.Outgoing does.
+var ByOwner = sdk.And(sdk.Outgoing, sdk.Func(func(c *sdk.Context) bool { return FromOwner(c.Message()) }))
+
+// WrittenByMe reports whether the account wrote m as a user. Channel
+// posts never count: they have no user author (and the sandbox marks every
+// post outgoing, which would make them the account's).
+func WrittenByMe(m *pb.Message) bool { return m.GetSender().GetSelf() && !m.GetPost() }
