@@ -206,7 +206,9 @@ func (w *world) sentBy(from int64, peer sandbox.Peer) []string {
 	return out
 }
 
-func has(sub string) func(string) bool { return func(s string) bool { return strings.Contains(s, sub) } }
+func has(sub string) func(string) bool {
+	return func(s string) bool { return strings.Contains(s, sub) }
+}
 
 func itoa(n int) string { return fmt.Sprint(n) }
 

@@ -195,4 +195,3 @@ func waitPaused(t *testing.T, w *world, want bool) {
 		}
 	}
 }
-
