@@ -168,7 +168,13 @@ func (e *engine) onEvent(c *sdk.Context) error {
 	if m := messageOf(ev); m != nil && e.own.has(m.GetChat().GetPeer(), m.GetId()) {
 		return nil // a rule's own message never triggers rules
 	}
-	missed := ev.GetDate() > 0 && time.Unix(ev.GetDate(), 0).Before(e.startTime().Add(-catchUpGrace))
+	// A message's own date is when it was written; the event's may be
+	// when the runner fetched it after coming back.
+	date := ev.GetDate()
+	if m := messageOf(ev); m != nil && m.GetDate() > 0 {
+		date = m.GetDate()
+	}
+	missed := date > 0 && time.Unix(date, 0).Before(e.startTime().Add(-catchUpGrace))
 	var errs []error
 	for _, r := range set.Rules {
 		if r.Disabled {

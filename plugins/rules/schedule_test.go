@@ -131,8 +131,10 @@ func TestMessageCatchUp(t *testing.T) {
     actions: [{action: reply, text: "missed={{ .Trigger.Missed }}"}]
 `)
 			// Written an hour before the plugin started: the runner was down.
+			// The runner fetched it now (the event's date); it was written an
+			// hour ago (the message's).
 			old := sdktest.PrivateText("while you were away")
-			old.Date = monday9.Add(-time.Hour).Unix()
+			old.GetNewMessage().Date = monday9.Add(-time.Hour).Unix()
 			out := f.h.Handle(old)
 			require.Len(t, sends(out), tc.want)
 			if tc.want > 0 {
