@@ -601,7 +601,7 @@ func (s *Server) dialogsLocked(viewer int64, req *tg.MessagesGetDialogsRequest) 
 		if top != nil {
 			d.TopMessage = top.id
 			for _, id := range ch.ids {
-				if id > ch.readMax[viewer] && !ch.msgs[id].deleted {
+				if m := ch.msgs[id]; id > ch.readMax[viewer] && !m.deleted && m.author != viewer {
 					d.UnreadCount++
 				}
 			}

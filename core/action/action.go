@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/gotd/td/tg"
+	"github.com/gotd/td/tgerr"
 	"go.uber.org/zap"
 
 	"github.com/tgrunner/tgrunner/core/event"
@@ -91,6 +92,11 @@ func New(api *tg.Client, peerCache *peers.Cache, self func() int64, opts Options
 // ActionResult.error with a typed code.
 func (x *Executor) Execute(ctx context.Context, call Call) *pb.ActionResult {
 	res, err := x.execute(ctx, call.Action)
+	if err != nil && tgerr.Is(err, "RANDOM_ID_DUPLICATE") && givenRandomID(call.Action) {
+		// A retried send (after a crash or a lost answer) that Telegram
+		// already has: it was sent once, which is what the caller wanted.
+		return &pb.ActionResult{Result: &pb.ActionResult_Ok{Ok: &pb.Ok{}}}
+	}
 	if err != nil {
 		return &pb.ActionResult{Error: ErrorOf(err)}
 	}
@@ -299,6 +305,27 @@ func messagesResult(ms []*pb.Message) *pb.ActionResult {
 
 func chatResult(c *pb.Chat) *pb.ActionResult {
 	return &pb.ActionResult{Result: &pb.ActionResult_Chat{Chat: c}}
+}
+
+// givenRandomID reports whether the caller fixed the random_id of a send.
+func givenRandomID(a *pb.Action) bool {
+	switch k := a.GetKind().(type) {
+	case *pb.Action_Send:
+		return k.Send.GetRandomId() != 0
+	case *pb.Action_Forward:
+		return k.Forward.GetRandomId() != 0
+	case *pb.Action_SendMedia:
+		return k.SendMedia.GetRandomId() != 0
+	}
+	return false
+}
+
+// pickRandomID uses the caller's random_id, or draws one.
+func (x *Executor) pickRandomID(given int64) (int64, error) {
+	if given != 0 {
+		return given, nil
+	}
+	return x.randomID()
 }
 
 // randomID draws a random_id: Telegram drops a repeated one, so it must not

@@ -204,7 +204,7 @@ func (x *Executor) sendMedia(ctx context.Context, m *pb.SendMedia) (*pb.ActionRe
 		media = &tg.InputMediaUploadedDocument{File: file, MimeType: mime,
 			Attributes: []tg.DocumentAttributeClass{&tg.DocumentAttributeFilename{FileName: name}}}
 	}
-	rid, err := x.randomID()
+	rid, err := x.pickRandomID(m.GetRandomId())
 	if err != nil {
 		return nil, err
 	}

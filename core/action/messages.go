@@ -126,7 +126,7 @@ func (x *Executor) send(ctx context.Context, m *pb.SendMessage) (*pb.ActionResul
 	if err != nil {
 		return nil, err
 	}
-	rid, err := x.randomID()
+	rid, err := x.pickRandomID(m.GetRandomId())
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +264,9 @@ func (x *Executor) forward(ctx context.Context, m *pb.ForwardMessages) (*pb.Acti
 	}
 	rids := make([]int64, len(ids))
 	for i := range rids {
-		if rids[i], err = x.randomID(); err != nil {
+		if base := m.GetRandomId(); base != 0 {
+			rids[i] = base + int64(i)
+		} else if rids[i], err = x.randomID(); err != nil {
 			return nil, err
 		}
 	}

@@ -2,6 +2,8 @@ package guard
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -429,6 +431,9 @@ func (g *Guard) submit(ctx context.Context, next Executor, call action.Call) (*p
 	if !in.write {
 		return nil, nil
 	}
+	// Fix the random_id now, before the send can wait, be kept in the
+	// durable queue or be retried: Telegram then drops a second copy.
+	fixRandomID(call.Action)
 	dry := g.DryRun()
 	if res := g.admit(ctx, call, in, rec, dry); res != nil {
 		return res, nil
@@ -624,3 +629,30 @@ func quietEnd(q *config.QuietHours, now time.Time) (time.Time, bool) {
 
 // errClosing ends waits when the guard closes.
 var errClosing = errors.New("the runner is stopping")
+
+// fixRandomID gives a send, forward or media send a random_id if it has
+// none.
+func fixRandomID(a *pb.Action) {
+	var b [8]byte
+	draw := func() int64 {
+		if _, err := crand.Read(b[:]); err != nil {
+			return 0
+		}
+		return int64(binary.LittleEndian.Uint64(b[:]) &^ (1 << 63))
+	}
+	switch k := a.GetKind().(type) {
+	case *pb.Action_Send:
+		if k.Send.GetRandomId() == 0 {
+			k.Send.RandomId = draw()
+		}
+	case *pb.Action_Forward:
+		if k.Forward.GetRandomId() == 0 {
+			// Leave room for one id per forwarded message.
+			k.Forward.RandomId = draw() >> 8
+		}
+	case *pb.Action_SendMedia:
+		if k.SendMedia.GetRandomId() == 0 {
+			k.SendMedia.RandomId = draw()
+		}
+	}
+}

@@ -14,8 +14,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tgrunner/tgrunner/core/action"
 	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/sandbox"
+	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
 )
 
 type builtPlugin struct {
@@ -86,4 +88,42 @@ func TestPingPluginAnswersThroughRunner(t *testing.T) {
 	})
 	require.NoError(t, err, "no pong from the plugin")
 	require.NotZero(t, reply.ReplyTo, "pong replies to the .ping")
+}
+
+// A send retried with the same random_id (a resumed waiting action after a
+// crash) reaches the chat once.
+func TestRetriedSendIsNotDoubled(t *testing.T) {
+	e := newEnv(t)
+	stack, _ := e.runStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The runner must know Alice to address her.
+	_, err := e.sb.As(e.alice.ID).SendText(ctx, sandbox.UserPeer(e.owner.ID), "hello")
+	require.NoError(t, err)
+	_, err = e.sb.WaitMessage(ctx, func(m sandbox.Message) bool { return m.Text == "hello" })
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return stack.Executor() != nil }, 10*time.Second, 10*time.Millisecond)
+
+	send := &pb.Action{Kind: &pb.Action_Send{Send: &pb.SendMessage{
+		Chat: &pb.Peer{Kind: pb.PeerKind_PEER_KIND_USER, Id: e.alice.ID}, Text: "only once",
+	}}}
+	var first *pb.ActionResult
+	require.Eventually(t, func() bool {
+		first = stack.Executor().Execute(ctx, action.Call{Source: "runner", Action: send})
+		return first.GetError().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_FOUND
+	}, 10*time.Second, 50*time.Millisecond, "alice known to the runner")
+	require.Nil(t, first.GetError())
+	require.NotZero(t, send.GetSend().GetRandomId(), "the guard fixed a random_id")
+
+	again := stack.Executor().Execute(ctx, action.Call{Source: "runner", Action: send})
+	require.Nil(t, again.GetError(), "the retry is reported done")
+	history, err := e.sb.History(e.alice.ID, sandbox.UserPeer(e.owner.ID))
+	require.NoError(t, err)
+	n := 0
+	for _, m := range history {
+		if m.Text == "only once" {
+			n++
+		}
+	}
+	require.Equal(t, 1, n, "sent exactly once")
 }

@@ -2011,8 +2011,12 @@ type SendMessage struct {
 	ReplyToMessageId int64         `protobuf:"varint,5,opt,name=reply_to_message_id,json=replyToMessageId,proto3" json:"reply_to_message_id,omitempty"`
 	Silent           bool          `protobuf:"varint,6,opt,name=silent,proto3" json:"silent,omitempty"`
 	// Unix seconds; 0 sends now.
-	ScheduleDate  int64 `protobuf:"varint,7,opt,name=schedule_date,json=scheduleDate,proto3" json:"schedule_date,omitempty"`
-	NoWebpage     bool  `protobuf:"varint,8,opt,name=no_webpage,json=noWebpage,proto3" json:"no_webpage,omitempty"`
+	ScheduleDate int64 `protobuf:"varint,7,opt,name=schedule_date,json=scheduleDate,proto3" json:"schedule_date,omitempty"`
+	NoWebpage    bool  `protobuf:"varint,8,opt,name=no_webpage,json=noWebpage,proto3" json:"no_webpage,omitempty"`
+	// Telegram drops a second message with the same random_id, so a send
+	// retried after a crash is not sent twice. 0: the runner picks one (the
+	// guard does, before the action can wait or be retried).
+	RandomId      int64 `protobuf:"varint,9,opt,name=random_id,json=randomId,proto3" json:"random_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2101,6 +2105,13 @@ func (x *SendMessage) GetNoWebpage() bool {
 		return x.NoWebpage
 	}
 	return false
+}
+
+func (x *SendMessage) GetRandomId() int64 {
+	if x != nil {
+		return x.RandomId
+	}
+	return 0
 }
 
 type EditMessage struct {
@@ -2246,8 +2257,11 @@ type ForwardMessages struct {
 	MessageIds []int64                `protobuf:"varint,2,rep,packed,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
 	ToChat     *Peer                  `protobuf:"bytes,3,opt,name=to_chat,json=toChat,proto3" json:"to_chat,omitempty"`
 	// Copy without the "forwarded from" header.
-	DropAuthor    bool `protobuf:"varint,4,opt,name=drop_author,json=dropAuthor,proto3" json:"drop_author,omitempty"`
-	Silent        bool `protobuf:"varint,5,opt,name=silent,proto3" json:"silent,omitempty"`
+	DropAuthor bool `protobuf:"varint,4,opt,name=drop_author,json=dropAuthor,proto3" json:"drop_author,omitempty"`
+	Silent     bool `protobuf:"varint,5,opt,name=silent,proto3" json:"silent,omitempty"`
+	// The random_id of the first message; the others use the next ones. As
+	// in SendMessage.random_id.
+	RandomId      int64 `protobuf:"varint,6,opt,name=random_id,json=randomId,proto3" json:"random_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2315,6 +2329,13 @@ func (x *ForwardMessages) GetSilent() bool {
 		return x.Silent
 	}
 	return false
+}
+
+func (x *ForwardMessages) GetRandomId() int64 {
+	if x != nil {
+		return x.RandomId
+	}
+	return 0
 }
 
 type SendReaction struct {
@@ -2849,8 +2870,10 @@ type SendMedia struct {
 	AsPhoto          bool   `protobuf:"varint,5,opt,name=as_photo,json=asPhoto,proto3" json:"as_photo,omitempty"`
 	Caption          string `protobuf:"bytes,6,opt,name=caption,proto3" json:"caption,omitempty"`
 	ReplyToMessageId int64  `protobuf:"varint,7,opt,name=reply_to_message_id,json=replyToMessageId,proto3" json:"reply_to_message_id,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// As in SendMessage.random_id.
+	RandomId      int64 `protobuf:"varint,8,opt,name=random_id,json=randomId,proto3" json:"random_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendMedia) Reset() {
@@ -2928,6 +2951,13 @@ func (x *SendMedia) GetCaption() string {
 func (x *SendMedia) GetReplyToMessageId() int64 {
 	if x != nil {
 		return x.ReplyToMessageId
+	}
+	return 0
+}
+
+func (x *SendMedia) GetRandomId() int64 {
+	if x != nil {
+		return x.RandomId
 	}
 	return 0
 }
@@ -5663,7 +5693,7 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"UserStatus\x12,\n" +
 	"\x04user\x18\x01 \x01(\v2\x18.tgrunner.plugin.v1.UserR\x04user\x12\x16\n" +
 	"\x06online\x18\x02 \x01(\bR\x06online\x12\x0e\n" +
-	"\x02at\x18\x03 \x01(\x03R\x02at\"\xd4\x02\n" +
+	"\x02at\x18\x03 \x01(\x03R\x02at\"\xf1\x02\n" +
 	"\vSendMessage\x12,\n" +
 	"\x04chat\x18\x01 \x01(\v2\x18.tgrunner.plugin.v1.PeerR\x04chat\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12<\n" +
@@ -5674,7 +5704,8 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x06silent\x18\x06 \x01(\bR\x06silent\x12#\n" +
 	"\rschedule_date\x18\a \x01(\x03R\fscheduleDate\x12\x1d\n" +
 	"\n" +
-	"no_webpage\x18\b \x01(\bR\tnoWebpage\"\xe8\x01\n" +
+	"no_webpage\x18\b \x01(\bR\tnoWebpage\x12\x1b\n" +
+	"\trandom_id\x18\t \x01(\x03R\brandomId\"\xe8\x01\n" +
 	"\vEditMessage\x12,\n" +
 	"\x04chat\x18\x01 \x01(\v2\x18.tgrunner.plugin.v1.PeerR\x04chat\x12\x1d\n" +
 	"\n" +
@@ -5687,7 +5718,7 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x04chat\x18\x01 \x01(\v2\x18.tgrunner.plugin.v1.PeerR\x04chat\x12\x1f\n" +
 	"\vmessage_ids\x18\x02 \x03(\x03R\n" +
 	"messageIds\x12\x16\n" +
-	"\x06revoke\x18\x03 \x01(\bR\x06revoke\"\xd5\x01\n" +
+	"\x06revoke\x18\x03 \x01(\bR\x06revoke\"\xf2\x01\n" +
 	"\x0fForwardMessages\x125\n" +
 	"\tfrom_chat\x18\x01 \x01(\v2\x18.tgrunner.plugin.v1.PeerR\bfromChat\x12\x1f\n" +
 	"\vmessage_ids\x18\x02 \x03(\x03R\n" +
@@ -5695,7 +5726,8 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"\ato_chat\x18\x03 \x01(\v2\x18.tgrunner.plugin.v1.PeerR\x06toChat\x12\x1f\n" +
 	"\vdrop_author\x18\x04 \x01(\bR\n" +
 	"dropAuthor\x12\x16\n" +
-	"\x06silent\x18\x05 \x01(\bR\x06silent\"w\n" +
+	"\x06silent\x18\x05 \x01(\bR\x06silent\x12\x1b\n" +
+	"\trandom_id\x18\x06 \x01(\x03R\brandomId\"w\n" +
 	"\fSendReaction\x12,\n" +
 	"\x04chat\x18\x01 \x01(\v2\x18.tgrunner.plugin.v1.PeerR\x04chat\x12\x1d\n" +
 	"\n" +
@@ -5728,7 +5760,7 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x04chat\x18\x01 \x01(\v2\x18.tgrunner.plugin.v1.PeerR\x04chat\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\x03R\tmessageId\x12\x1b\n" +
-	"\tmax_bytes\x18\x03 \x01(\x03R\bmaxBytes\"\xeb\x01\n" +
+	"\tmax_bytes\x18\x03 \x01(\x03R\bmaxBytes\"\x88\x02\n" +
 	"\tSendMedia\x12,\n" +
 	"\x04chat\x18\x01 \x01(\v2\x18.tgrunner.plugin.v1.PeerR\x04chat\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1b\n" +
@@ -5736,7 +5768,8 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"\tmime_type\x18\x04 \x01(\tR\bmimeType\x12\x19\n" +
 	"\bas_photo\x18\x05 \x01(\bR\aasPhoto\x12\x18\n" +
 	"\acaption\x18\x06 \x01(\tR\acaption\x12-\n" +
-	"\x13reply_to_message_id\x18\a \x01(\x03R\x10replyToMessageId\"g\n" +
+	"\x13reply_to_message_id\x18\a \x01(\x03R\x10replyToMessageId\x12\x1b\n" +
+	"\trandom_id\x18\b \x01(\x03R\brandomId\"g\n" +
 	"\bJoinChat\x12.\n" +
 	"\x04chat\x18\x01 \x01(\v2\x18.tgrunner.plugin.v1.PeerH\x00R\x04chat\x12!\n" +
 	"\vinvite_link\x18\x02 \x01(\tH\x00R\n" +
