@@ -28,9 +28,7 @@ func ParseURL(raw string) (*redis.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage URL: %w", errRedacted(err, raw))
 	}
-	switch u.Scheme {
-	case "redis", "rediss", "unix":
-	default:
+	if !IsURL(raw) {
 		return nil, fmt.Errorf("storage URL %s: scheme %q is not redis://, rediss:// or unix://", Redact(raw), u.Scheme)
 	}
 	q := u.Query()
