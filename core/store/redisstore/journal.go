@@ -232,12 +232,27 @@ func idSeq(id string) uint64 {
 // Consumer registers name as a consumer group (if new) and returns it.
 // Registration is a fenced write.
 func (j *Journal) Consumer(ctx context.Context, name string, opts store.ConsumerOptions) (store.JournalConsumer, error) {
-	return j.consumer(ctx, name, opts)
+	c, err := j.consumer(ctx, name, opts)
+	if err != nil {
+		return nil, err // not a typed nil
+	}
+	return c, nil
 }
 
 func (j *Journal) consumer(ctx context.Context, name string, opts store.ConsumerOptions) (*Consumer, error) {
 	if name == "" {
 		return nil, errors.New("journal consumer: empty name")
+	}
+	// Existing consumers need no write, so a read-only store (no lease)
+	// can open them, e.g. to report lag.
+	gs, err := j.groups(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("register journal consumer %q: %w", name, err)
+	}
+	for _, g := range gs {
+		if g.name == name {
+			return &Consumer{j: j, name: name}, nil
+		}
 	}
 	start := "0"
 	if opts.FromEnd {

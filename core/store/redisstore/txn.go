@@ -22,11 +22,12 @@ type txn struct {
 	b     *batch
 	vals  map[string]map[string]*[]byte // plugin -> key -> value (nil: deleted)
 	usage map[string]int64
-	err   error // first failed read; the commit is refused
+	seen  map[string]bool // watched keys
+	err   error           // first failed read; the commit is refused
 }
 
 func newTxn(ctx context.Context, s *Store, tx *redis.Tx, b *batch) *txn {
-	return &txn{ctx: ctx, s: s, tx: tx, b: b, vals: map[string]map[string]*[]byte{}, usage: map[string]int64{}}
+	return &txn{ctx: ctx, s: s, tx: tx, b: b, vals: map[string]map[string]*[]byte{}, usage: map[string]int64{}, seen: map[string]bool{}}
 }
 
 func (s *Store) kvKey(plugin string) string      { return s.p + "kv:" + plugin }
@@ -39,7 +40,22 @@ func (t *txn) watch(keys ...string) error {
 	if t.tx == nil {
 		return errors.New("read outside a transaction")
 	}
-	return t.tx.Watch(t.ctx, keys...).Err()
+	var add []string
+	for _, k := range keys {
+		if !t.seen[k] {
+			add = append(add, k)
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	if err := t.tx.Watch(t.ctx, add...).Err(); err != nil {
+		return err
+	}
+	for _, k := range add {
+		t.seen[k] = true
+	}
+	return nil
 }
 
 type txKV struct {
