@@ -15,15 +15,76 @@ import (
 	"github.com/tgrunner/tgrunner/sandbox"
 )
 
-// newSandboxCmd groups the sandbox commands: a local MTProto server that
-// any client can use instead of the real network.
+// newSandboxCmd is the demo (bare `runner sandbox`), scripted
+// conversations (--script) and the standalone server (serve): a local
+// MTProto server instead of the real network, no account needed.
 func newSandboxCmd() *cobra.Command {
+	var script, color string
 	cmd := &cobra.Command{
 		Use:   "sandbox",
-		Short: "A local emulator of the messaging network, for trying tgrunner without an account",
+		Short: "Try tgrunner without an account: an interactive chat with your automations",
+		Long: `Without arguments, runner sandbox starts the embedded sandbox, seeds an owner
+account, a few people, a group and a channel, runs the runner as the owner
+with configs/sandbox.yaml (every first-party plugin and a few rules; --config
+picks another config with server: sandbox), and opens a chat in the
+terminal: you type as one of the people (/as NAME, /to CHAT) and watch the
+owner's automations answer, each answer labelled with the plugin or rule
+that sent it.
+
+With --script FILE it plays a scripted conversation instead and exits
+non-zero, with what it expected and what it got, when an answer does not
+come. docs/sandbox.md describes both.`,
+		Example: `  runner sandbox
+  runner sandbox --config configs/examples/pm-guard.yaml
+  runner sandbox --script configs/examples/pm-guard.script.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			useColor, err := colorChoice(color, cmd.OutOrStdout())
+			if err != nil {
+				return usageError{err}
+			}
+			configPath, _ := cmd.Flags().GetString("config")
+			opts := demoOptions{ConfigPath: configPath, Out: cmd.OutOrStdout(), Color: useColor, Prompt: isTerminal(cmd.OutOrStdout())}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if script != "" {
+				return runScript(ctx, script, opts)
+			}
+			d, err := startDemo(ctx, opts)
+			if err != nil {
+				return err
+			}
+			defer d.close()
+			return d.chat(ctx, cmd.InOrStdin())
+		},
 	}
+	cmd.Flags().StringVar(&script, "script", "", "play this scripted conversation (YAML) and check the answers, non-interactively")
+	cmd.Flags().StringVar(&color, "color", "auto", "colours: auto (on a terminal, unless NO_COLOR is set), always or never")
 	cmd.AddCommand(newSandboxServeCmd())
 	return cmd
+}
+
+// colorChoice decides whether to print ANSI colours.
+func colorChoice(mode string, out io.Writer) (bool, error) {
+	switch mode {
+	case "always":
+		return true, nil
+	case "never":
+		return false, nil
+	case "auto":
+		_, noColor := os.LookupEnv("NO_COLOR")
+		return !noColor && isTerminal(out), nil
+	}
+	return false, fmt.Errorf("--color: %q: want auto, always or never", mode)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func newSandboxServeCmd() *cobra.Command {

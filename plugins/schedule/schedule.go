@@ -139,11 +139,62 @@ func New() *sdk.Plugin { return build(time.Now) }
 func build(now func() time.Time) *sdk.Plugin {
 	p := sdk.New("schedule", "1.0.0",
 		sdk.WithDescription("Sends and forwards messages on cron schedules"),
-		sdk.WithPermissions(sdk.Permissions{Actions: []string{"send", "forward", "history", "resolve"}}),
+		sdk.WithPermissions(sdk.Permissions{Actions: []string{"send", "forward", "history", "resolve", "edit"}}),
 	)
 	s := &plugin{p: p, cfg: sdk.NewConfig(p, Config{}), now: now}
 	p.OnConfigure(s.configure)
+	p.Command("jobs", s.list).Where(kit.ByOwner).Describe("List the scheduled jobs and when they run next")
+	p.Command("runjob", s.runNow).Where(kit.ByOwner).Describe("Run a scheduled job now").Usage("NAME")
 	return p
+}
+
+func (s *plugin) list(c *sdk.Context) error {
+	cfg := s.cfg.Get()
+	s.mu.Lock()
+	jobs := append([]*sdk.Job(nil), s.jobs...)
+	s.mu.Unlock()
+	var b strings.Builder
+	if len(cfg.Jobs) == 0 {
+		b.WriteString("No scheduled jobs.")
+	}
+	for i, job := range cfg.Jobs {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "%s: %s (%s)", job.Name, job.Cron, job.loc)
+		if i < len(jobs) {
+			if next := jobs[i].Next(); !next.IsZero() {
+				b.WriteString(", next " + next.In(job.loc).Format("2006-01-02 15:04"))
+			}
+		}
+	}
+	return s.confirm(c, b.String())
+}
+
+func (s *plugin) runNow(c *sdk.Context) error {
+	name := c.ArgText()
+	for _, job := range s.cfg.Get().Jobs {
+		if job.Name == name {
+			if err := s.run(c, job); err != nil {
+				return s.confirm(c, "⚠️ "+err.Error())
+			}
+			return s.confirm(c, "▶️ ran "+name)
+		}
+	}
+	var names []string
+	for _, job := range s.cfg.Get().Jobs {
+		names = append(names, job.Name)
+	}
+	return s.confirm(c, fmt.Sprintf("no job %q; the jobs are: %s", name, strings.Join(names, ", ")))
+}
+
+// confirm turns the owner's command into the answer when edit is granted.
+func (s *plugin) confirm(c *sdk.Context, text string) error {
+	if !slices.Contains(c.Plugin().Settings().Granted.Actions, "edit") {
+		return nil
+	}
+	_, err := c.Edit(c.ChatPeer(), c.Message().GetId(), text)
+	return err
 }
 
 // configure replaces the jobs with the config's.

@@ -104,3 +104,20 @@ func TestBadConfig(t *testing.T) {
 		require.Contains(t, err.Error(), want, cfg)
 	}
 }
+
+func TestJobsAndRunNow(t *testing.T) {
+	h := start(t, `{"jobs":[{"name":"hello","cron":"0 9 * * *","time_zone":"Europe/Berlin","to":"me","text":"hello {date}"}]}`)
+	h.Tick(0) // the jobs are armed
+	out := h.Handle(sdktest.SavedText(".jobs"))
+	require.Empty(t, out.Err)
+	require.Equal(t, "hello: 0 9 * * * (Europe/Berlin), next 2025-01-07 09:00", h.Calls("edit")[0].Text())
+
+	out = h.Handle(sdktest.SavedText(".runjob hello"))
+	require.Empty(t, out.Err)
+	require.Equal(t, "hello 2025-01-06", h.Calls("send")[0].Text())
+	require.Equal(t, "▶️ ran hello", h.Calls("edit")[1].Text())
+
+	h.Handle(sdktest.SavedText(".runjob nope"))
+	require.Equal(t, `no job "nope"; the jobs are: hello`, h.Calls("edit")[2].Text())
+	require.Empty(t, h.Handle(sdktest.PrivateText(".runjob hello")).Calls, "only the owner")
+}
