@@ -135,11 +135,11 @@ func (o *Ops) Status(ctx context.Context) Status {
 		PID:       os.Getpid(),
 		Account: Account{
 			Name: sess.Account, LoggedIn: sess.Up, UserID: sess.SelfID, Username: sess.Username,
-			Display: sess.Name, Since: sess.Since, LastError: sess.EndError,
+			Display: sess.Name, Since: utc(sess.Since), LastError: sess.EndError,
 		},
 		Connection: Connection{
 			Server: string(o.opts.Config.Server.Type), State: effectiveConnState(sess, conn),
-			Since: conn.Since, Reconnects: conn.Reconnects, LastDead: conn.LastDead, Reported: conn.State != "",
+			Since: utc(conn.Since), Reconnects: conn.Reconnects, LastDead: conn.LastDead, Reported: conn.State != "",
 		},
 		Plugins: []Plugin{},
 		Audit:   []guard.AuditRecord{},
@@ -148,7 +148,7 @@ func (o *Ops) Status(ctx context.Context) Status {
 		st.Account.Name = "default"
 	}
 	if !conn.Reported() && sess.Up {
-		st.Connection.Since = sess.Since
+		st.Connection.Since = utc(sess.Since)
 	}
 	j := o.opts.Store.Journal()
 	st.Journal.LastSeq = j.LastSeq()
@@ -162,9 +162,9 @@ func (o *Ops) Status(ctx context.Context) Status {
 	if h := o.host(); h != nil {
 		for _, p := range h.Status() {
 			st.Plugins = append(st.Plugins, Plugin{
-				Name: p.Name, State: string(p.State), Since: p.Since, PID: p.PID, Version: p.Version, SDK: p.SDK,
+				Name: p.Name, State: string(p.State), Since: utc(p.Since), PID: p.PID, Version: p.Version, SDK: p.SDK,
 				Restarts: p.Restarts, Crashes: p.Crashes, LastError: p.LastError, QuarantineReason: p.QuarantineReason,
-				NextStart: p.NextStart, QueueDepth: p.QueueDepth, InFlight: p.InFlight,
+				NextStart: utc(p.NextStart), QueueDepth: p.QueueDepth, InFlight: p.InFlight,
 				Delivered: p.Delivered, Failed: p.Failed, Dropped: p.Dropped, Filtered: p.Filtered,
 				Actions: p.Actions, Denied: p.Denied,
 				LatencyP50MS: ms(p.LatencyP50), LatencyP99MS: ms(p.LatencyP99),
@@ -175,8 +175,8 @@ func (o *Ops) Status(ctx context.Context) Status {
 	if g := o.guard(); g != nil {
 		snap := g.Snapshot(ctx)
 		st.Guard = &Guard{
-			Paused: snap.Paused, PauseReason: snap.PauseReason, PausedSince: snap.PausedSince, DryRun: snap.DryRun,
-			SendHoldUntil: snap.SendHoldUntil, FirstContactsPausedUntil: snap.FirstContactsPausedUntil,
+			Paused: snap.Paused, PauseReason: snap.PauseReason, PausedSince: utc(snap.PausedSince), DryRun: snap.DryRun,
+			SendHoldUntil: utc(snap.SendHoldUntil), FirstContactsPausedUntil: utc(snap.FirstContactsPausedUntil),
 			Waiting: snap.Waiting, Budgets: snap.Budgets, Today: snap.Today, RecentThrottles: snap.RecentThrottles,
 		}
 		if st.Guard.Budgets == nil {
@@ -210,6 +210,15 @@ func latestAudit(ctx context.Context, g *guard.Guard) []guard.AuditRecord {
 		recs = []guard.AuditRecord{}
 	}
 	return recs
+}
+
+// utc drops the location and the monotonic reading, so a status survives
+// a JSON round trip unchanged.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
 }
 
 // Reported says whether the runner reports the client's connection state.

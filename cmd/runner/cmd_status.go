@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tgrunner/tgrunner/core/ops"
+)
+
+func newStatusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show what the running runner is doing",
+		Long: `status asks the running runner, over its control socket, for the account
+and connection, the update lag, each plugin (state, queue, last error,
+restarts), the guard's send budgets, and whether writes are paused or in
+dry-run mode.
+
+--json prints the same data as one JSON object (a stable format for
+scripts; see docs/operations.md). The exit code is 0 when the runner
+answers, whether or not it is ready; "ready" in the output says that.`,
+		Example: `  runner status
+  runner status --json | jq '.plugins[] | {name, state, queue_depth}'
+  runner status --socket /var/lib/tgrunner/runner.sock`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := dialRunner(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			return printStatus(cmd.OutOrStdout(), st)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	addSocketFlag(cmd)
+	return cmd
+}
+
+func printStatus(out io.Writer, st ops.Status) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	a := st.Account
+	who := a.Name
+	if a.Display != "" {
+		who = a.Display
+	}
+	if a.Username != "" {
+		who += " @" + a.Username
+	}
+	if a.UserID != 0 {
+		who += fmt.Sprintf(" (id %d)", a.UserID)
+	}
+	login := "not logged in"
+	if a.LoggedIn {
+		login = "logged in since " + a.Since.Local().Format("2006-01-02 15:04:05")
+	} else if a.LastError != "" {
+		login += ": " + a.LastError
+	}
+	fmt.Fprintf(tw, "Account\t%s, %s\n", who, login)
+	c := st.Connection
+	conn := fmt.Sprintf("%s to %s", c.State, c.Server)
+	if c.Reported {
+		conn += fmt.Sprintf(", %d reconnects", c.Reconnects)
+		if c.LastDead != "" {
+			conn += " (last: " + c.LastDead + ")"
+		}
+	} else {
+		conn += " (from the session; the runner does not report reconnects)"
+	}
+	fmt.Fprintf(tw, "Connection\t%s\n", conn)
+	fmt.Fprintf(tw, "Update lag\t%d events (journal: %d kept, last seq %d)\n", st.Journal.Lag, st.Journal.Depth, st.Journal.LastSeq)
+	if g := st.Guard; g != nil {
+		writes := "flowing"
+		if g.Paused {
+			writes = "PAUSED: " + g.PauseReason
+		}
+		fmt.Fprintf(tw, "Writes\t%s\n", writes)
+		dry := "off"
+		if g.DryRun {
+			dry = "ON (nothing is sent)"
+		}
+		fmt.Fprintf(tw, "Dry run\t%s\n", dry)
+		fmt.Fprintf(tw, "Waiting\t%d actions\n", g.Waiting)
+		var budgets []string
+		for _, b := range g.Budgets {
+			budgets = append(budgets, fmt.Sprintf("%s %.1f/%d (%.1f/min)", b.Name, b.Tokens, b.Burst, b.PerSec*60))
+		}
+		fmt.Fprintf(tw, "Budgets\t%s\n", dashIfEmpty(strings.Join(budgets, ", ")))
+		if n := len(g.RecentThrottles); n > 0 {
+			last := g.RecentThrottles[n-1]
+			fmt.Fprintf(tw, "Throttles\t%d recent; last %s %s %s: %s\n", n, last.Time.Local().Format("15:04:05"), last.Source, last.Kind, last.Reason)
+		}
+	} else {
+		fmt.Fprintf(tw, "Writes\tthe guard is not running yet\n")
+	}
+	ready := "yes"
+	if !st.Ready.Ready {
+		ready = "no: " + strings.Join(st.Ready.Problems, "; ")
+	}
+	fmt.Fprintf(tw, "Ready\t%s\n", ready)
+	fmt.Fprintf(tw, "Runner\tversion %s, pid %d, up since %s\n", st.Version, st.PID, st.StartedAt.Local().Format("2006-01-02 15:04:05"))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	return printPlugins(out, st.Plugins)
+}
+
+func printPlugins(out io.Writer, plugins []ops.Plugin) error {
+	if len(plugins) == 0 {
+		fmt.Fprintln(out, "No plugins.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PLUGIN\tSTATE\tQUEUE\tIN FLIGHT\tDELIVERED\tFAILED\tRESTARTS\tLAG\tLAST ERROR")
+	for _, p := range plugins {
+		last := p.LastError
+		if p.QuarantineReason != "" {
+			last = p.QuarantineReason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.State, p.QueueDepth, p.InFlight,
+			p.Delivered, p.Failed, p.Restarts, p.Lag, dashIfEmpty(oneLine(last)))
+	}
+	return tw.Flush()
+}
