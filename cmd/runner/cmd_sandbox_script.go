@@ -184,14 +184,14 @@ func runScript(ctx context.Context, path string, opts demoOptions) error {
 	}
 	defer d.close()
 	p := d.out
-	p.println(fmt.Sprintf("script %s: %d steps with %s", path, len(s.Steps), d.cfg.File))
+	p.println(fmt.Sprintf("script %s: %s with %s", path, plural(len(s.Steps), "step"), d.cfg.File))
 	for i := range s.Steps {
 		if err := d.step(ctx, s, i); err != nil {
 			p.println(p.paint(ansiRed, "✗ "+err.Error()))
 			return err
 		}
 	}
-	p.println(p.paint(ansiGreen, fmt.Sprintf("✓ %s: all %d steps passed", path, len(s.Steps))))
+	p.println(p.paint(ansiGreen, fmt.Sprintf("✓ %s: %s passed", path, plural(len(s.Steps), "step"))))
 	return nil
 }
 
