@@ -4,13 +4,16 @@
 // every acquisition) that the storage checks on every write, so a holder
 // that lost its lease (GC pause, SIGSTOP, partition) can write nothing more.
 //
-// The lease key of account A is "tgr:{A}:lease" and holds "TOKEN:HOLDER";
+// The lease key of account A is "tgr:{A}:lease" and holds
+// "TOKEN:NONCE:HOLDER";
 // the counter is "tgr:{A}:lease:counter". The hash tag {A} keeps them in
 // the slot of the account's data in a Redis Cluster.
 package lease
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -151,7 +154,12 @@ func (l *Locker) Acquire(ctx context.Context, account string) (*Lease, error) {
 	}
 	key := Key(l.opts.Prefix, account)
 	started := time.Now()
-	res, err := acquireScript.Run(ctx, l.rdb, []string{key, key + ":counter"}, l.opts.Holder, l.opts.TTL.Milliseconds()).Slice()
+	// A nonce keeps values unique even if a failover loses counter
+	// increments and hands the same token to the same holder again.
+	var nonce [6]byte
+	_, _ = rand.Read(nonce[:])
+	suffix := hex.EncodeToString(nonce[:]) + ":" + l.opts.Holder
+	res, err := acquireScript.Run(ctx, l.rdb, []string{key, key + ":counter"}, suffix, l.opts.TTL.Milliseconds()).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("acquire lease of account %s: %w", account, err)
 	}
@@ -161,15 +169,14 @@ func (l *Locker) Acquire(ctx context.Context, account string) (*Lease, error) {
 	tok, _ := res[0].(int64)
 	if tok == 0 {
 		cur, _ := res[1].(string)
-		_, holder, _ := strings.Cut(cur, ":")
-		return nil, &HeldError{Account: account, Holder: holder}
+		return nil, &HeldError{Account: account, Holder: holderOf(cur)}
 	}
 	le := &Lease{
 		l:       l,
 		account: account,
 		key:     key,
 		token:   uint64(tok),
-		value:   strconv.FormatInt(tok, 10) + ":" + l.opts.Holder,
+		value:   strconv.FormatInt(tok, 10) + ":" + suffix,
 		lost:    make(chan struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -189,9 +196,16 @@ func (l *Locker) Current(ctx context.Context, account string) (holder string, to
 	if err != nil {
 		return "", 0, fmt.Errorf("read lease of account %s: %w", account, err)
 	}
-	t, h, _ := strings.Cut(v, ":")
+	t, _, _ := strings.Cut(v, ":")
 	n, _ := strconv.ParseUint(t, 10, 64)
-	return h, n, nil
+	return holderOf(v), n, nil
+}
+
+// holderOf extracts the holder from a lease value "TOKEN:NONCE:HOLDER".
+func holderOf(v string) string {
+	_, rest, _ := strings.Cut(v, ":")
+	_, holder, _ := strings.Cut(rest, ":")
+	return holder
 }
 
 // Lease is a held account lease.
