@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tgrunner/tgrunner/core/lease"
+	"github.com/tgrunner/tgrunner/core/store"
 	"github.com/tgrunner/tgrunner/core/store/redisstore"
 	"github.com/tgrunner/tgrunner/core/store/redisstore/redistest"
 )
@@ -177,7 +178,8 @@ func TestURLConnectsWithAuthAndDB(t *testing.T) {
 	ctx := context.Background()
 	admin := redis.NewClient(&redis.Options{Network: "unix", Addr: s.Sock, Password: "adminpw"})
 	defer admin.Close()
-	require.NoError(t, admin.Do(ctx, "ACL", "SETUSER", "runner", "on", ">runnerpw", "~tgr:*", "+@all").Err())
+	// The ACL docs/scale-out.md recommends.
+	require.NoError(t, admin.Do(ctx, "ACL", "SETUSER", "runner", "on", ">runnerpw", "~tgr:*", "+@all", "-@admin", "-@dangerous").Err())
 
 	o, err := redisstore.ParseURL("redis://runner:runnerpw@" + s.Addr() + "/3")
 	require.NoError(t, err)
@@ -192,6 +194,19 @@ func TestURLConnectsWithAuthAndDB(t *testing.T) {
 	require.NoError(t, err)
 	defer st.Close()
 	require.NoError(t, st.Session().StoreSession(ctx, []byte("x")))
+	_, err = st.Journal().Append(ctx, entries("a1", "a2"))
+	require.NoError(t, err)
+	c, err := st.Journal().Consumer(ctx, "c", store.ConsumerOptions{})
+	require.NoError(t, err)
+	_, err = c.Read(ctx, 0, 10)
+	require.NoError(t, err)
+	require.NoError(t, c.AckWith(ctx, func(tx store.Txn) error { return tx.KV("p").Set("k", []byte("v")) }, 1, 2))
+	_, err = c.Position(ctx)
+	require.NoError(t, err)
+	_, err = st.Journal().Compact(ctx)
+	require.NoError(t, err)
+	require.NoError(t, st.Audit().Append(ctx, time.Now(), []byte("a")))
+	require.NoError(t, st.Peers().Put(ctx, store.Peer{Ref: store.PeerRef{Kind: store.PeerUser, ID: 1}}))
 	admin3 := redis.NewClient(&redis.Options{Network: "unix", Addr: s.Sock, Password: "adminpw", DB: 3})
 	defer admin3.Close()
 	n, err := admin3.Exists(ctx, "tgr:{acct}:session").Result()
