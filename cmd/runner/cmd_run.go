@@ -74,6 +74,7 @@ func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
 	}
 	opts.Services = []runner.Service{stack}
 	go pauseOnSignals(ctx, stack, log)
+	go reloadOnSIGHUP(ctx, cmd, stack, log)
 	r := runner.New(cfg, st, opts)
 	if err := r.Run(ctx); err != nil {
 		return fmt.Errorf("run: %w", err)
@@ -105,6 +106,30 @@ func pauseOnSignals(ctx context.Context, stack *runner.Stack, log *zap.Logger) {
 				g.Resume()
 				log.Info("Resumed")
 			}
+		}
+	}
+}
+
+// reloadOnSIGHUP re-reads the config on SIGHUP. An invalid config is
+// rejected and the running one stays.
+func reloadOnSIGHUP(ctx context.Context, cmd *cobra.Command, stack *runner.Stack, log *zap.Logger) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sigs:
+			flagPath, _ := cmd.Flags().GetString("config")
+			path := config.Resolve(flagPath, os.LookupEnv)
+			rep, err := stack.ReloadFile(ctx, path, config.LoadOptions{})
+			if err != nil {
+				log.Error("Reload", zap.Error(err))
+				continue
+			}
+			log.Info("Reloaded", zap.String("config", path), zap.Strings("added", rep.Added),
+				zap.Strings("removed", rep.Removed), zap.Strings("restarted", rep.Restarted), zap.Bool("limits", rep.LimitsChanged))
 		}
 	}
 }

@@ -45,6 +45,7 @@ Try it without an account: runner sandbox`,
 		newLogoutCmd(),
 		newSandboxCmd(),
 		newAuditCmd(),
+		newPluginCmd(),
 		newVersionCmd(),
 	)
 	return root

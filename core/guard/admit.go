@@ -39,10 +39,10 @@ func (g *Guard) admit(ctx context.Context, call action.Call, in info, rec AuditR
 	now := g.now()
 	var commits []func()
 	if in.send && in.chatKey != "" && !g.isSelf(in.chat) {
-		if retry, why := g.dup.check(call.Source, in, now, g.cfg.DuplicateText); why != "" {
+		if retry, why := g.dup.check(call.Source, in, now, g.cfgNow().DuplicateText); why != "" {
 			return g.refuse(rec, pb.ErrorCode_ERROR_CODE_THROTTLED, retry, why, OutcomeThrottled)
 		}
-		commits = append(commits, func() { g.dup.record(in, now, g.cfg.DuplicateText) })
+		commits = append(commits, func() { g.dup.record(in, now, g.cfgNow().DuplicateText) })
 	}
 	var firstContact bool
 	if in.toUserID != 0 && !g.isSelf(in.chat) {
@@ -108,7 +108,7 @@ func (g *Guard) dailyLimit(source, class string) (account, own int) {
 	own = -1
 	var pl *config.PluginLimits
 	if name, ok := sourcePlugin(source); ok {
-		if l, ok := g.opts.Plugins[name]; ok {
+		if l, ok := g.pluginLimits()[name]; ok {
 			pl = &l
 		}
 	}
@@ -119,22 +119,22 @@ func (g *Guard) dailyLimit(source, class string) (account, own int) {
 	}
 	switch class {
 	case classFirstContact:
-		account = g.cfg.FirstContacts.PerDay
+		account = g.cfgNow().FirstContacts.PerDay
 		if pl != nil {
 			pick(pl.FirstContactsPerDay)
 		}
 	case classJoin:
-		account = g.cfg.Daily.Joins
+		account = g.cfgNow().Daily.Joins
 		if pl != nil {
 			pick(pl.JoinsPerDay)
 		}
 	case classInvite:
-		account = g.cfg.Daily.Invites
+		account = g.cfgNow().Daily.Invites
 		if pl != nil {
 			pick(pl.InvitesPerDay)
 		}
 	case classImport:
-		account = g.cfg.Daily.ContactImports
+		account = g.cfgNow().Daily.ContactImports
 		if pl != nil {
 			pick(pl.ContactImportsPerDay)
 		}
@@ -151,7 +151,7 @@ var configKey = map[string]string{
 
 // dayLocation is where "a day" starts: the quiet hours' time zone when set.
 func (g *Guard) dayLocation() *time.Location {
-	if q := g.cfg.QuietHours; q != nil && q.Location != nil {
+	if q := g.cfgNow().QuietHours; q != nil && q.Location != nil {
 		return q.Location
 	}
 	return time.Local
@@ -273,7 +273,7 @@ func (g *Guard) pruneDays(ctx context.Context, today time.Time) {
 // peerFlood pauses first contacts after Telegram answered PEER_FLOOD and
 // tells the user.
 func (g *Guard) peerFlood(it *item) {
-	pause := g.cfg.FirstContacts.PeerFloodPause
+	pause := g.cfgNow().FirstContacts.PeerFloodPause
 	if pause <= 0 {
 		pause = 24 * time.Hour
 	}

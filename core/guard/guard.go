@@ -104,7 +104,8 @@ func (o *Options) setDefaults() {
 // action executor with Wrap, call Recover once connected and Close at
 // shutdown. It is safe for concurrent use.
 type Guard struct {
-	cfg  config.Limits
+	// pol is the policy in force; SetLimits swaps it while running.
+	pol  atomic.Pointer[policy]
 	deps Deps
 	opts Options
 	log  *zap.Logger
@@ -162,7 +163,6 @@ func New(cfg config.Limits, deps Deps, opts Options) *Guard {
 	}
 	base, cancel := context.WithCancel(context.Background())
 	g := &Guard{
-		cfg:      cfg,
 		deps:     deps,
 		opts:     opts,
 		log:      deps.Logger,
@@ -180,12 +180,64 @@ func New(cfg config.Limits, deps Deps, opts Options) *Guard {
 		dup:      newDupTracker(cfg.DuplicateText),
 		live:     map[string]*item{},
 	}
+	g.pol.Store(&policy{limits: cfg, plugins: opts.Plugins})
 	g.global = newLimiter(cfg.Send.Global)
 	g.dryRun.Store(cfg.DryRun)
 	g.audit = newAuditWriter(deps.Store, deps.Logger)
 	// Outbox ids must keep growing across restarts: start from the clock.
 	g.seq.Store(uint64(time.Now().UnixNano()))
 	return g
+}
+
+// policy is the configuration the guard enforces.
+type policy struct {
+	limits  config.Limits
+	plugins map[string]config.PluginLimits
+}
+
+func (g *Guard) cfgNow() *config.Limits { return &g.pol.Load().limits }
+
+func (g *Guard) pluginLimits() map[string]config.PluginLimits { return g.pol.Load().plugins }
+
+// SetLimits puts new limits in force at once (a config reload). Buckets in
+// use keep the tokens they have and refill at the new rate, so a reload is
+// never a way to get a fresh burst; queued actions stay queued.
+func (g *Guard) SetLimits(cfg config.Limits, plugins map[string]config.PluginLimits) {
+	g.pol.Store(&policy{limits: cfg, plugins: plugins})
+	g.dryRun.Store(cfg.DryRun)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	retune := func(l *rate.Limiter, r config.RateLimit) {
+		if l == nil {
+			return
+		}
+		if r.Rate.IsZero() {
+			l.SetLimit(rate.Inf)
+			return
+		}
+		l.SetLimit(rate.Limit(r.Rate.PerSecond()))
+		l.SetBurst(max(r.Burst, 1))
+	}
+	if g.global == nil {
+		g.global = newLimiter(cfg.Send.Global)
+	} else {
+		retune(g.global, cfg.Send.Global)
+	}
+	for _, l := range g.byChat {
+		retune(l, cfg.Send.PerChat)
+	}
+	for _, l := range g.byGroup {
+		retune(l, cfg.Send.PerGroup)
+	}
+	for source, l := range g.bySource {
+		budget := cfg.Send.Plugin
+		if name, ok := sourcePlugin(source); ok {
+			if pl, ok := plugins[name]; ok && !pl.Send.Rate.IsZero() {
+				budget = pl.Send
+			}
+		}
+		retune(l, budget)
+	}
 }
 
 func newLimiter(r config.RateLimit) *rate.Limiter {
@@ -463,9 +515,9 @@ func (g *Guard) queueEstimate(source string, in info) time.Duration {
 	if !in.send || in.chatKey == "" || source == SourceOwner {
 		return 0
 	}
-	interval := g.cfg.Send.PerChat.Rate.Interval()
-	if in.group && g.cfg.Send.PerGroup.Rate.Interval() > interval {
-		interval = g.cfg.Send.PerGroup.Rate.Interval()
+	interval := g.cfgNow().Send.PerChat.Rate.Interval()
+	if in.group && g.cfgNow().Send.PerGroup.Rate.Interval() > interval {
+		interval = g.cfgNow().Send.PerGroup.Rate.Interval()
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -585,7 +637,7 @@ func (g *Guard) blocked(source string, send bool) (reason string, until time.Tim
 			return "pause file " + g.opts.PauseFile + " exists", now.Add(g.opts.PauseFilePoll), g.resumed, true
 		}
 	}
-	if q := g.cfg.QuietHours; q != nil && source != SourceOwner {
+	if q := g.cfgNow().QuietHours; q != nil && source != SourceOwner {
 		if end, in := quietEnd(q, now); in {
 			return "quiet hours until " + end.Format("15:04 MST"), end, g.resumed, true
 		}

@@ -155,7 +155,7 @@ func (g *Guard) abandon(it *item, cause error) *pb.ActionResult {
 		return it.result
 	default:
 	}
-	if g.cfg.PersistWaiting {
+	if g.cfgNow().PersistWaiting {
 		it.persist(g)
 		return action.ErrorResult(code, fmt.Sprintf(
 			"the caller stopped waiting (%v), but the action stays queued as %s and will still be done; do not send it again", cause, it.id))
@@ -170,7 +170,7 @@ func (g *Guard) abandon(it *item, cause error) *pb.ActionResult {
 
 // persist writes the item to the durable queue once, before it waits.
 func (it *item) persist(g *Guard) {
-	if !g.cfg.PersistWaiting || it.recovered {
+	if !g.cfgNow().PersistWaiting || it.recovered {
 		return
 	}
 	it.mu.Lock()
@@ -309,7 +309,7 @@ func (g *Guard) run(it *item, next Executor) {
 				wait = time.Second
 			}
 			g.floodWait(it, e, wait)
-			if g.cfg.FloodWait.OnExceed != config.OnExceedFail {
+			if g.cfgNow().FloodWait.OnExceed != config.OnExceedFail {
 				// Keep it and try again after the wait.
 				r := rec
 				r.Outcome = OutcomeQueued
@@ -405,9 +405,9 @@ func (g *Guard) reserve(it *item) (delay time.Duration, undo func(), throttle st
 		lims = append(lims, named{src, lim})
 	}
 	if it.in.chatKey != "" {
-		lims = append(lims, named{"per-chat send rate (limits.send.per_chat)", g.chatLimiterLocked(g.byChat, it.in.chatKey, g.cfg.Send.PerChat)})
+		lims = append(lims, named{"per-chat send rate (limits.send.per_chat)", g.chatLimiterLocked(g.byChat, it.in.chatKey, g.cfgNow().Send.PerChat)})
 		if it.in.group {
-			lims = append(lims, named{"group send rate (limits.send.per_group)", g.chatLimiterLocked(g.byGroup, it.in.chatKey, g.cfg.Send.PerGroup)})
+			lims = append(lims, named{"group send rate (limits.send.per_group)", g.chatLimiterLocked(g.byGroup, it.in.chatKey, g.cfgNow().Send.PerGroup)})
 		}
 	}
 	var rs []*rate.Reservation
@@ -450,9 +450,9 @@ func (g *Guard) sourceLimiterLocked(source string) (string, *rate.Limiter) {
 	case source == SourceOwner || source == SourceRunner:
 		return "", nil
 	default:
-		budget = g.cfg.Send.Plugin
+		budget = g.cfgNow().Send.Plugin
 		if name, ok := sourcePlugin(source); ok {
-			if pl, ok := g.opts.Plugins[name]; ok && !pl.Send.Rate.IsZero() {
+			if pl, ok := g.pluginLimits()[name]; ok && !pl.Send.Rate.IsZero() {
 				budget = pl.Send
 			}
 		}
@@ -519,7 +519,7 @@ func (g *Guard) floodWait(it *item, e *pb.Error, wait time.Duration) {
 	g.log.Warn("Telegram asked to wait longer than limits.flood_wait.max_wait",
 		zap.String("source", it.call.Source), zap.String("kind", it.in.kind), zap.String("chat", it.in.chatKey),
 		zap.Duration("wait", wait), zap.String("rpc_error", e.GetRpcError()),
-		zap.String("on_exceed", g.cfg.FloodWait.OnExceed))
+		zap.String("on_exceed", g.cfgNow().FloodWait.OnExceed))
 }
 
 // queued is an item as kept in the durable queue.

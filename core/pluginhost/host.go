@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,11 +88,14 @@ type Status struct {
 
 // Host runs and supervises the configured plugin instances.
 type Host struct {
-	opts      Options
-	log       *zap.Logger
+	opts    Options
+	log     *zap.Logger
+	denyEnv map[string]bool
+
+	// mu guards the instance set, which Apply changes while running.
+	mu        sync.RWMutex
 	instances map[string]*instance
 	order     []string
-	denyEnv   map[string]bool
 
 	selfOnce sync.Once
 	selfSum  []byte
@@ -98,7 +103,6 @@ type Host struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 }
 
 // New checks the specs (defaults filled in) and prepares a host. Nothing
@@ -133,24 +137,58 @@ func New(opts Options, specs ...Spec) (*Host, error) {
 // host's life: when it ends, the plugins are stopped as by Stop.
 func (h *Host) Start(ctx context.Context) error {
 	h.ctx, h.cancel = context.WithCancel(ctx)
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for _, name := range h.order {
-		in := h.instances[name]
-		feed, err := h.opts.Feeds(ctx, name)
-		if err != nil {
+		if err := h.startInstance(h.instances[name]); err != nil {
 			h.cancel()
-			return fmt.Errorf("plugin %q: open feed: %w", name, err)
+			return err
 		}
-		in.feed = feed
-		in.acker = newAcker(feed, in.log)
-		in.hostCtx = h.ctx
-	}
-	for _, name := range h.order {
-		in := h.instances[name]
-		h.wg.Add(2)
-		go func() { defer h.wg.Done(); in.acker.run(h.ctx) }()
-		go func() { defer h.wg.Done(); in.supervise(h.ctx) }()
 	}
 	return nil
+}
+
+// startInstance opens the instance's feed and starts its supervisor and
+// acker on a context of its own, so Apply can stop it alone.
+func (h *Host) startInstance(in *instance) error {
+	feed, err := h.opts.Feeds(h.ctx, in.spec.Name)
+	if err != nil {
+		return fmt.Errorf("plugin %q: open feed: %w", in.spec.Name, err)
+	}
+	in.feed = feed
+	in.acker = newAcker(feed, in.log)
+	in.hostCtx = h.ctx
+	ctx, cancel := context.WithCancel(h.ctx)
+	in.stop = cancel
+	in.wg.Add(2)
+	go func() { defer in.wg.Done(); in.acker.run(ctx) }()
+	go func() { defer in.wg.Done(); in.supervise(ctx) }()
+	return nil
+}
+
+// stopInstance stops one instance gracefully and waits for it: its
+// in-flight events are acked or left for redelivery, its actions finish.
+func (h *Host) stopInstance(ctx context.Context, in *instance) error {
+	if in.stop == nil {
+		return nil
+	}
+	in.stop()
+	done := make(chan struct{})
+	go func() {
+		in.wg.Wait()
+		in.actionsWG.Wait()
+		// Acks taken after the acker stopped.
+		if err := in.acker.flush(context.WithoutCancel(ctx)); err != nil {
+			in.log.Error("ack events in the feed at stop", zap.Error(err))
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop plugin %q: %w", in.spec.Name, ctx.Err())
+	}
 }
 
 // Stop stops every plugin gracefully (each gets a Shutdown and its
@@ -160,28 +198,92 @@ func (h *Host) Stop(ctx context.Context) error {
 		return nil
 	}
 	h.cancel()
-	done := make(chan struct{})
-	go func() {
-		h.wg.Wait()
-		for _, in := range h.instances {
-			in.actionsWG.Wait()
-			// Acks taken after the acker stopped.
-			if err := in.acker.flush(context.WithoutCancel(ctx)); err != nil {
-				in.log.Error("ack events in the feed at stop", zap.Error(err))
-			}
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop plugins: %w", ctx.Err())
+	h.mu.RLock()
+	ins := make([]*instance, 0, len(h.instances))
+	for _, in := range h.instances {
+		ins = append(ins, in)
 	}
+	h.mu.RUnlock()
+	var errs []error
+	for _, in := range ins {
+		errs = append(errs, h.stopInstance(ctx, in))
+	}
+	return errors.Join(errs...)
+}
+
+// Apply changes the running set of plugins to specs: instances no longer
+// listed are stopped, new ones started, and changed ones stopped and
+// started again with their new spec. Unchanged instances are not touched.
+// Each instance resumes from its feed position, so no event is lost, and a
+// graceful stop acks what the plugin handled, so none is doubled. It
+// returns the names it removed, added and restarted.
+func (h *Host) Apply(ctx context.Context, specs ...Spec) (removed, added, changed []string, err error) {
+	next := map[string]Spec{}
+	var order []string
+	for _, s := range specs {
+		s = s.WithDefaults()
+		if err := s.Validate(); err != nil {
+			return nil, nil, nil, err
+		}
+		if _, dup := next[s.Name]; dup {
+			return nil, nil, nil, &SpecError{Plugin: s.Name, Field: "name", Reason: "two plugins have this name"}
+		}
+		next[s.Name] = s
+		order = append(order, s.Name)
+	}
+	if h.ctx == nil {
+		return nil, nil, nil, errors.New("pluginhost: not started")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, name := range h.order {
+		in := h.instances[name]
+		s, keep := next[name]
+		if keep && sameSpec(in.spec, s) {
+			continue
+		}
+		if err := h.stopInstance(ctx, in); err != nil {
+			return removed, added, changed, err
+		}
+		delete(h.instances, name)
+		if keep {
+			changed = append(changed, name)
+		} else {
+			removed = append(removed, name)
+		}
+	}
+	for _, name := range order {
+		if _, running := h.instances[name]; running {
+			continue
+		}
+		in := newInstance(h, next[name])
+		h.instances[name] = in
+		if err := h.startInstance(in); err != nil {
+			delete(h.instances, name)
+			return removed, added, changed, err
+		}
+		if !slices.Contains(changed, name) {
+			added = append(added, name)
+		}
+	}
+	h.order = order
+	return removed, added, changed, nil
+}
+
+// sameSpec compares specs; regexps compare by their source.
+func sameSpec(a, b Spec) bool {
+	pa, pb := a.Filter.Pattern, b.Filter.Pattern
+	a.Filter.Pattern, b.Filter.Pattern = nil, nil
+	if (pa == nil) != (pb == nil) || (pa != nil && pa.String() != pb.String()) {
+		return false
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 // Status returns a snapshot of every instance, in config order.
 func (h *Host) Status() []Status {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	out := make([]Status, 0, len(h.order))
 	for _, name := range h.order {
 		out = append(out, h.instances[name].status())
@@ -191,7 +293,9 @@ func (h *Host) Status() []Status {
 
 // StatusOf returns one instance's snapshot.
 func (h *Host) StatusOf(name string) (Status, bool) {
+	h.mu.RLock()
 	in, ok := h.instances[name]
+	h.mu.RUnlock()
 	if !ok {
 		return Status{}, false
 	}
@@ -202,6 +306,8 @@ func (h *Host) StatusOf(name string) (Status, bool) {
 // commands...) in config order; plugins that never started are left out.
 // The plugin's own name is replaced by its instance name.
 func (h *Host) Infos() []*pluginv1.PluginInfo {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	var out []*pluginv1.PluginInfo
 	for _, name := range h.order {
 		in := h.instances[name]
@@ -234,7 +340,9 @@ func (h *Host) Disable(name string) error { return h.control(name, cmdDisable) }
 func (h *Host) Enable(name string) error { return h.control(name, cmdEnable) }
 
 func (h *Host) control(name string, kind cmdKind) error {
+	h.mu.RLock()
 	in, ok := h.instances[name]
+	h.mu.RUnlock()
 	if !ok {
 		return fmt.Errorf("plugin %q: %w", name, ErrNoSuchPlugin)
 	}
@@ -308,6 +416,9 @@ type instance struct {
 	cmds    chan command
 
 	actionsWG sync.WaitGroup
+	// stop ends this instance's supervisor and acker; wg waits for them.
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 
 	delivered, failed, dropped, filtered, actions, denied atomic.Uint64
 	latency                                               latencies

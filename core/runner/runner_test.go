@@ -34,6 +34,8 @@ type env struct {
 	alice *sandbox.User
 	cfg   *config.Config
 	dir   string
+	// selfPath is a built runner binary, for builtin plugins.
+	selfPath string
 }
 
 func newEnv(t *testing.T) *env { return newEnvTB(t) }
@@ -72,7 +74,11 @@ func (e *env) runTB(t testing.TB, opts runner.Options) (stop func() error) {
 // runStack starts a runner with the standard stack (guard, executor,
 // plugin host) and returns once the plugins are up.
 func (e *env) runStack(t *testing.T) (*runner.Stack, func() error) {
-	stop, stack := e.runWith(t, runner.Options{}, true)
+	return e.runStackWith(t, runner.Options{})
+}
+
+func (e *env) runStackWith(t *testing.T, opts runner.Options) (*runner.Stack, func() error) {
+	stop, stack := e.runWith(t, opts, true)
 	select {
 	case <-stack.Ready():
 	case <-time.After(60 * time.Second):
@@ -88,12 +94,19 @@ func (e *env) runWith(t testing.TB, opts runner.Options, withStack bool) (stop f
 	if withStack {
 		stack, err = runner.NewStack(e.cfg, st, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 		require.NoError(t, err)
+		stack.SelfPath = e.selfPath
 		opts.Services = append(opts.Services, stack)
 	}
 	ready := make(chan *runner.Session, 1)
 	opts.Sandbox = e.sb
 	opts.Login = runner.SandboxLogin(e.sb, e.owner.Phone, "")
-	opts.OnReady = func(s *runner.Session) { ready <- s }
+	onReady := opts.OnReady
+	opts.OnReady = func(s *runner.Session) {
+		if onReady != nil {
+			onReady(s)
+		}
+		ready <- s
+	}
 	r := runner.New(e.cfg, st, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

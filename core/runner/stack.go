@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,15 +52,108 @@ func NewStack(cfg *config.Config, st *store.Store, log *zap.Logger) (*Stack, err
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Stack{cfg: cfg, store: st, log: log, ready: make(chan struct{})}
-	for _, p := range cfg.Plugins {
-		spec, err := PluginSpec(cfg, p)
-		if err != nil {
-			return nil, err
-		}
-		s.specs = append(s.specs, spec)
+	s := &Stack{store: st, log: log, ready: make(chan struct{})}
+	cfg, specs, err := stackConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
+	s.cfg, s.specs = cfg, specs
 	return s, nil
+}
+
+// stackConfig adds the rules plugin, when the config has rules, and maps
+// every plugin into a host spec. The caller's config is not changed.
+func stackConfig(in *config.Config) (*config.Config, []pluginhost.Spec, error) {
+	cfg := *in
+	cfg.Plugins = slices.Clone(in.Plugins)
+	if p, ok := config.RulesPlugin(&cfg); ok {
+		cfg.Plugins = append(cfg.Plugins, p)
+	}
+	var specs []pluginhost.Spec
+	for _, p := range cfg.Plugins {
+		spec, err := PluginSpec(&cfg, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		specs = append(specs, spec)
+	}
+	return &cfg, specs, nil
+}
+
+// ReloadFile loads and validates the config at path and applies it with
+// Reload. A config with problems is rejected whole: the old one keeps
+// running.
+func (s *Stack) ReloadFile(ctx context.Context, path string, opts config.LoadOptions) (ReloadReport, error) {
+	cfg, err := config.Load(ctx, path, opts)
+	if err != nil {
+		return ReloadReport{}, fmt.Errorf("reload rejected, the running config stays: %w", err)
+	}
+	return s.Reload(ctx, cfg)
+}
+
+// ReloadReport says what a reload changed.
+type ReloadReport struct {
+	Removed, Added, Restarted []string
+	LimitsChanged             bool
+}
+
+// ErrRestartNeeded is returned by Reload for changes that cannot be applied
+// to a live session (account, server, storage).
+var ErrRestartNeeded = errors.New("this change needs a restart of the runner")
+
+// Reload applies a new, already validated config to the running stack:
+// the guard's limits at once, and the plugins (rules included) that were
+// added, removed or changed; unchanged plugins and the MTProto session are
+// not touched. A config that cannot be applied leaves the old one running.
+func (s *Stack) Reload(ctx context.Context, in *config.Config) (ReloadReport, error) {
+	var rep ReloadReport
+	cfg, specs, err := stackConfig(in)
+	if err != nil {
+		return rep, err
+	}
+	s.mu.Lock()
+	old := s.cfg
+	g, host := s.guard, s.host
+	s.mu.Unlock()
+	if g == nil || host == nil {
+		return rep, errors.New("the runner is not connected yet; try again in a moment")
+	}
+	var needRestart []string
+	if cfg.Account.APIID != old.Account.APIID || cfg.Account.APIHash.Reveal() != old.Account.APIHash.Reveal() ||
+		cfg.Account.Phone.Reveal() != old.Account.Phone.Reveal() {
+		needRestart = append(needRestart, "account")
+	}
+	if cfg.Server.Type != old.Server.Type || cfg.Server.Address != old.Server.Address || cfg.Server.DC != old.Server.DC ||
+		cfg.Server.Obfuscated != old.Server.Obfuscated {
+		needRestart = append(needRestart, "server")
+	}
+	if cfg.Storage.Dir != old.Storage.Dir {
+		needRestart = append(needRestart, "storage")
+	}
+	if len(needRestart) > 0 {
+		return rep, fmt.Errorf("%s changed: %w; nothing was applied", strings.Join(needRestart, ", "), ErrRestartNeeded)
+	}
+
+	if !reflect.DeepEqual(cfg.Limits, old.Limits) || !reflect.DeepEqual(pluginLimitsOf(cfg), pluginLimitsOf(old)) {
+		g.SetLimits(cfg.Limits, pluginLimitsOf(cfg))
+		rep.LimitsChanged = true
+	}
+	s.mu.Lock()
+	s.cfg, s.specs = cfg, specs
+	s.mu.Unlock()
+	rep.Removed, rep.Added, rep.Restarted, err = host.Apply(ctx, specs...)
+	if err != nil {
+		return rep, fmt.Errorf("apply plugins: %w", err)
+	}
+	for _, name := range rep.Removed {
+		// A removed plugin's cursor would hold back journal compaction.
+		if err := s.store.Journal().Unregister(ctx, "plugin:"+name); err != nil {
+			s.log.Warn("Forget removed plugin's journal position", zap.String("plugin", name), zap.Error(err))
+		}
+	}
+	s.log.Info("Config reloaded", zap.Strings("removed", rep.Removed), zap.Strings("added", rep.Added),
+		zap.Strings("restarted", rep.Restarted), zap.Bool("limits_changed", rep.LimitsChanged))
+	return rep, nil
 }
 
 // Ready is closed once the action path and the plugins are up.
@@ -156,9 +251,11 @@ func (s *Stack) Run(ctx context.Context, sess *Session) error {
 	return errors.Join(errStop, errClose)
 }
 
-func (s *Stack) pluginLimits() map[string]config.PluginLimits {
+func (s *Stack) pluginLimits() map[string]config.PluginLimits { return pluginLimitsOf(s.cfg) }
+
+func pluginLimitsOf(cfg *config.Config) map[string]config.PluginLimits {
 	out := map[string]config.PluginLimits{}
-	for _, p := range s.cfg.Plugins {
+	for _, p := range cfg.Plugins {
 		out[p.Name] = p.Limits
 	}
 	return out
@@ -257,7 +354,10 @@ func (s *Stack) Status(ctx context.Context) *pb.RunnerStatus {
 		}
 	}
 	var lag uint64
-	for _, p := range s.cfg.Plugins {
+	s.mu.Lock()
+	plugins := s.cfg.Plugins
+	s.mu.Unlock()
+	for _, p := range plugins {
 		c, err := s.store.Journal().Consumer(ctx, "plugin:"+p.Name, store.ConsumerOptions{})
 		if err != nil {
 			continue
