@@ -2,7 +2,9 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +144,54 @@ func TestOpenChecksTheLeaseAccount(t *testing.T) {
 	require.ErrorContains(t, err, "the lease is for key")
 	_, err = redisstore.Open(ctx, rdb, "bad{name}", nil, redisstore.Options{})
 	require.ErrorContains(t, err, "account name")
+}
+
+// WaitReplicas: with a real replica writes succeed; with the replica gone
+// Append fails and the journal fail-stops.
+func TestWaitReplicas(t *testing.T) {
+	redistest.Client(t)
+	primary, err := redistest.Start()
+	require.NoError(t, err)
+	defer primary.Stop()
+	replica, err := redistest.Start("--replicaof", "127.0.0.1", fmt.Sprint(primary.Port))
+	require.NoError(t, err)
+	defer replica.Stop()
+	ctx := context.Background()
+	rdb := primary.Client(0)
+	defer rdb.Close()
+	waitForReplica := func() bool {
+		info, err := rdb.Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !waitForReplica() {
+		require.True(t, time.Now().Before(deadline), "replica did not connect")
+		time.Sleep(20 * time.Millisecond)
+	}
+	l, err := lease.NewLocker(rdb, lease.Options{TTL: time.Minute})
+	require.NoError(t, err)
+	le, err := l.Acquire(ctx, "acct")
+	require.NoError(t, err)
+	defer le.Release(ctx)
+	s, err := redisstore.Open(ctx, rdb, "acct", le, redisstore.Options{WaitReplicas: 1, WaitTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.Journal().Append(ctx, entries("a1"))
+	require.NoError(t, err)
+	c, err := s.Journal().Consumer(ctx, "c", store.ConsumerOptions{})
+	require.NoError(t, err)
+	require.NoError(t, c.AckWith(ctx, func(tx store.Txn) error { return tx.KV("p").Set("k", nil) }, 1))
+	rr := replica.Client(0)
+	defer rr.Close()
+	n, err := rr.Exists(ctx, "tgr:{acct}:j:stream", "tgr:{acct}:kv:p").Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n, "the replica has the writes when they return")
+
+	replica.Stop()
+	s2, err := redisstore.Open(ctx, rdb, "acct", le, redisstore.Options{WaitReplicas: 1, WaitTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer s2.Close()
+	_, err = s2.Journal().Append(ctx, entries("a2"))
+	require.ErrorContains(t, err, "0 of 1 acknowledged")
+	require.ErrorIs(t, s2.Journal().Failed(), store.ErrJournalFailed)
 }
