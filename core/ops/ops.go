@@ -37,6 +37,8 @@ type Stack interface {
 	Host() *pluginhost.Host
 }
 
+var _ Stack = (*runner.Stack)(nil)
+
 // Reloader re-reads and applies the config in place. The control socket's
 // reload request calls it; without one the request is answered "not
 // supported by this runner yet".
