@@ -13,11 +13,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
 	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/guard"
 	"github.com/tgrunner/tgrunner/core/ops"
+	"github.com/tgrunner/tgrunner/core/runner"
+	"github.com/tgrunner/tgrunner/core/store"
 )
 
 // EnvSocket names the environment variable that points the control
@@ -476,4 +479,59 @@ func auditThroughRunner(cmd *cobra.Command, f guard.AuditFilter) (recs []guard.A
 		return nil, true, err
 	}
 	return recs, true, nil
+}
+
+// startOps starts the metrics, health checks and status page (ops.listen)
+// and the control socket for `runner run`, and hooks them into opts. Call
+// it after the store is open and the stack built, before runner.New; call
+// the returned finish with Run's error once Run returns.
+func startOps(ctx context.Context, cmd *cobra.Command, cfg *config.Config, st *store.Store, stack *runner.Stack,
+	opts *runner.Options, log *zap.Logger) (finish func(runErr error), err error) {
+	flagPath, _ := cmd.Flags().GetString("config")
+	rl := &stackReloader{stack: stack, path: config.Resolve(flagPath, os.LookupEnv), log: log}
+	o, err := ops.New(ops.Options{Config: cfg, Store: st, Stack: stack, Reloader: rl, Logger: log.Named("ops")})
+	if err != nil {
+		return nil, err
+	}
+	rl.ops = o
+	if err := o.Start(ctx); err != nil {
+		return nil, err
+	}
+	o.Attach(opts)
+	return func(runErr error) {
+		o.Stopping()
+		o.SessionDown(runErr)
+		if err := o.Close(); err != nil {
+			log.Warn("Stop the ops servers", zap.Error(err))
+		}
+	}, nil
+}
+
+// stackReloader serves `runner reload` with the same reload as SIGHUP.
+type stackReloader struct {
+	stack *runner.Stack
+	path  string
+	log   *zap.Logger
+	ops   *ops.Ops
+}
+
+func (r *stackReloader) Reload(ctx context.Context) error {
+	r.ops.Reloading()
+	defer r.ops.ReloadDone()
+	cfg, err := config.Load(ctx, r.path, config.LoadOptions{})
+	if err != nil {
+		r.log.Error("Reload", zap.Error(err))
+		return fmt.Errorf("the config does not load: %w", err)
+	}
+	// As in runAccount: the sandbox runs in its own subdirectory, which is
+	// not a change of storage.
+	cfg.Storage.Dir = runnerStorageDir(cfg)
+	rep, err := r.stack.Reload(ctx, cfg)
+	if err != nil {
+		r.log.Error("Reload", zap.Error(err))
+		return err
+	}
+	r.log.Info("Reloaded", zap.String("config", r.path), zap.Strings("added", rep.Added),
+		zap.Strings("removed", rep.Removed), zap.Strings("restarted", rep.Restarted), zap.Bool("limits", rep.LimitsChanged))
+	return nil
 }

@@ -71,8 +71,8 @@ func newOpsEnv(t *testing.T, plugins string) *opsEnv {
 }
 
 type liveRunner struct {
-	ops   *ops.Ops
-	store *store.Store
+	socket string
+	store  *store.Store
 	stop  func() error
 }
 
@@ -86,24 +86,21 @@ func (e *opsEnv) start(t *testing.T, login bool) *liveRunner {
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	stack, err := runner.NewStack(e.cfg, st, log)
 	require.NoError(t, err)
-	o, err := ops.New(ops.Options{Config: e.cfg, Store: st, Stack: stack, Logger: log})
-	require.NoError(t, err)
-	require.NoError(t, o.Start(ctx))
 	ready := make(chan struct{})
 	opts := runner.Options{Logger: log, Sandbox: e.sb, Services: []runner.Service{stack},
 		OnReady: func(*runner.Session) { close(ready) }}
 	if login {
 		opts.Login = runner.SandboxLogin(e.sb, e.owner.Phone, "")
 	}
-	o.Attach(&opts)
+	// Wired as `runner run` wires it.
+	cmd := &cobra.Command{}
+	cmd.Flags().String("config", e.cfgPath, "")
+	finish, err := startOps(ctx, cmd, e.cfg, st, stack, &opts, log)
+	require.NoError(t, err)
 	r := runner.New(e.cfg, st, opts)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() {
-		err := r.Run(runCtx)
-		o.SessionDown(err)
-		done <- err
-	}()
+	go func() { done <- r.Run(runCtx) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -118,12 +115,12 @@ func (e *opsEnv) start(t *testing.T, login bool) *liveRunner {
 	}
 	var once sync.Once
 	var runErr error
-	l := &liveRunner{ops: o, store: st}
+	l := &liveRunner{store: st, socket: e.cfg.Ops.SocketPath(st.Dir())}
 	l.stop = func() error {
 		once.Do(func() {
 			cancel()
 			runErr = <-done
-			require.NoError(t, o.Close())
+			finish(runErr)
 			require.NoError(t, st.Close())
 		})
 		return runErr
@@ -197,7 +194,7 @@ func TestStatusAndControlAgainstLiveRunner(t *testing.T) {
 	l := e.start(t, true)
 	e.ping(t)
 	waitFor(t, "the .ping acked", func() bool {
-		st := l.ops.Status(context.Background())
+		st := e.mustStatus(t)
 		return len(st.Plugins) == 1 && st.Plugins[0].Delivered >= 1 && st.Journal.Lag == 0
 	})
 
@@ -205,7 +202,8 @@ func TestStatusAndControlAgainstLiveRunner(t *testing.T) {
 	require.NoError(t, err)
 	var got ops.Status
 	require.NoError(t, json.Unmarshal([]byte(out), &got))
-	want := l.ops.Status(context.Background())
+	want, err := ops.NewClient(l.socket).Status(context.Background())
+	require.NoError(t, err)
 	require.Equal(t, want.Account, got.Account)
 	require.Equal(t, e.owner.ID, got.Account.UserID)
 	require.Equal(t, "owner", got.Account.Username)
@@ -254,9 +252,28 @@ func TestStatusAndControlAgainstLiveRunner(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, e.mustStatus(t).Guard.Paused)
 
-	// Reload: the runner has no Reloader yet.
+	// Reload: a broken config is refused and the running one stays; a
+	// good one is applied.
+	good, err := os.ReadFile(e.cfgPath)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(e.cfgPath, append(good, []byte("limits:\n  dry_run: maybe\n")...), 0o600))
+	cmd := &cobra.Command{}
+	cmd.Flags().String("socket", l.socket, "")
+	c, err := dialRunner(cmd)
+	require.NoError(t, err)
+	_, err = c.Reload(context.Background())
+	require.ErrorContains(t, err, "reload refused, the old config keeps running")
+	require.ErrorContains(t, err, "limits.dry_run")
+	require.NoError(t, os.WriteFile(e.cfgPath, append(good, []byte("limits:\n  dry_run: true\n")...), 0o600))
+	out, _, err = e.cli(t, "reload")
+	require.NoError(t, err)
+	require.Contains(t, out, "reloaded")
+	require.True(t, e.mustStatus(t).Guard.DryRun, "the reloaded limits are live")
+	require.NoError(t, os.WriteFile(e.cfgPath, good, 0o600))
 	_, _, err = e.cli(t, "reload")
-	require.ErrorContains(t, err, "not supported by this runner yet")
+	require.NoError(t, err)
+	require.False(t, e.mustStatus(t).Guard.DryRun)
+	c.Close()
 
 	// Plugins.
 	out, _, err = e.cli(t, "plugins", "list")
@@ -285,7 +302,7 @@ func TestStatusAndControlAgainstLiveRunner(t *testing.T) {
 	e.ping(t)
 
 	// The audit log through the socket, while the runner holds the storage.
-	cmd := &cobra.Command{Use: "audit"}
+	cmd = &cobra.Command{Use: "audit"}
 	cmd.Flags().String("config", e.cfgPath, "")
 	cmd.SetContext(context.Background())
 	recs, ok, err := auditThroughRunner(cmd, guard.AuditFilter{})
@@ -310,16 +327,16 @@ func TestStatusAndControlAgainstLiveRunner(t *testing.T) {
 	root.AddCommand(opsCommands()...)
 	var buf bytes.Buffer
 	root.SetOut(&buf)
-	root.SetArgs([]string{"status", "--socket", l.ops.SocketPath()})
+	root.SetArgs([]string{"status", "--socket", l.socket})
 	require.NoError(t, root.ExecuteContext(context.Background()))
 	require.Contains(t, buf.String(), "@owner")
 
 	// The socket is the owner's only.
-	fi, err := os.Stat(l.ops.SocketPath())
+	fi, err := os.Stat(l.socket)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 	require.NoError(t, l.stop())
-	_, err = os.Stat(l.ops.SocketPath())
+	_, err = os.Stat(l.socket)
 	require.ErrorIs(t, err, os.ErrNotExist, "the socket is removed at stop")
 }
 
