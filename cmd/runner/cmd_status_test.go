@@ -73,7 +73,7 @@ func newOpsEnv(t *testing.T, plugins string) *opsEnv {
 type liveRunner struct {
 	socket string
 	store  *store.Store
-	stop  func() error
+	stop   func() error
 }
 
 // start runs the runner with ops like `runner run` does. login false
