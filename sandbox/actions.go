@@ -36,7 +36,7 @@ func (s *Server) editLocked(actor, session int64, peer peerKey, id int, text str
 		m.text, m.entityRaw, m.editDate = text, ents, now()
 		e := newEntities()
 		e.addMessage(m)
-		s.emitChannelLocked(ch, 1, e, session, nil, func(pts, count int) tg.UpdateClass {
+		s.emitChannelLocked(ch, 1, e, session, m, func(pts, count int) tg.UpdateClass {
 			return &tg.UpdateEditChannelMessage{Message: s.messageObjLocked(m), Pts: pts, PtsCount: count}
 		})
 		s.wakeWaitersLocked()

@@ -91,6 +91,17 @@ func (s *Server) messageClassLocked(m *message) tg.MessageClass {
 	return svc
 }
 
+// messageForLocked is the message as viewer sees it: a channel message is
+// outgoing only for its author.
+func (s *Server) messageForLocked(viewer int64, m *message) tg.MessageClass {
+	if m.owner != 0 || m.author != viewer || m.out {
+		return s.messageClassLocked(m)
+	}
+	m.out = true
+	defer func() { m.out = false }()
+	return s.messageClassLocked(m)
+}
+
 // serviceLocked posts a service message by actor in peer, as Telegram does
 // for joins, leaves, additions and title changes. Broadcast channels get
 // none for membership changes.
@@ -281,7 +292,7 @@ func (s *Server) sendLocked(from, session int64, peer peerKey, o outgoing, enfor
 	case kindChannel:
 		ch.nextMsgID++
 		m := &message{
-			id: ch.nextMsgID, peer: peer, out: true, date: date, text: o.text, entityRaw: o.entities,
+			id: ch.nextMsgID, peer: peer, date: date, text: o.text, entityRaw: o.entities,
 			replyTo: o.replyTo, silent: o.silent, media: o.media, fwd: o.fwd, fromSchedule: o.fromSchedule,
 			author: from, action: o.action,
 		}
@@ -370,9 +381,9 @@ func (s *Server) sentUpdatesLocked(viewer int64, r *sent, randomID int64) *tg.Up
 	e.users[viewer] = true
 	var upd tg.UpdateClass
 	if r.channel {
-		upd = &tg.UpdateNewChannelMessage{Message: s.messageClassLocked(r.msg), Pts: r.pts, PtsCount: 1}
+		upd = &tg.UpdateNewChannelMessage{Message: s.messageForLocked(viewer, r.msg), Pts: r.pts, PtsCount: 1}
 	} else {
-		upd = &tg.UpdateNewMessage{Message: s.messageClassLocked(r.msg), Pts: r.pts, PtsCount: 1}
+		upd = &tg.UpdateNewMessage{Message: s.messageForLocked(viewer, r.msg), Pts: r.pts, PtsCount: 1}
 	}
 	return &tg.Updates{
 		Updates: []tg.UpdateClass{&tg.UpdateMessageID{ID: r.msg.id, RandomID: randomID}, upd},
@@ -498,7 +509,7 @@ func (s *Server) messagesResultLocked(viewer int64, peer peerKey, msgs []*messag
 	list := make([]tg.MessageClass, 0, len(msgs))
 	for _, m := range msgs {
 		e.addMessage(m)
-		list = append(list, s.messageClassLocked(m))
+		list = append(list, s.messageForLocked(viewer, m))
 	}
 	if peer.kind == kindChannel {
 		return &tg.MessagesChannelMessages{

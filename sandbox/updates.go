@@ -130,12 +130,28 @@ func (s *Server) emitChannelLocked(ch *channel, count int, e *entities, exceptSe
 		s.log.Error("encode channel update: " + err.Error())
 		return
 	}
+	// Channel messages are stored once for every member; only the author
+	// sees their own as outgoing.
+	authorRaw := raw
+	if newMsg != nil && newMsg.author != 0 {
+		newMsg.out = true
+		authorRaw, err = encodeRaw(mk(ch.pts, count))
+		newMsg.out = false
+		if err != nil {
+			s.log.Error("encode channel update: " + err.Error())
+			return
+		}
+	}
 	for member := range ch.members {
 		sessions := s.byUser[member]
 		if len(sessions) == 0 {
 			continue
 		}
-		item := pushItem{updates: []rawObject{raw}, users: map[int64]rawObject{}, chats: map[int64]rawObject{}}
+		mine := raw
+		if newMsg != nil && member == newMsg.author {
+			mine = authorRaw
+		}
+		item := pushItem{updates: []rawObject{mine}, users: map[int64]rawObject{}, chats: map[int64]rawObject{}}
 		s.fillEntitiesLocked(member, e, &item)
 		for id, ls := range sessions {
 			if id != exceptSession {

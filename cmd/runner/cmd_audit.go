@@ -33,9 +33,8 @@ owner or the runner itself asked for, with its outcome (ok, error,
 throttled, denied, dry_run, queued), the chat, and the time it waited or
 the reason it was held back. Message texts are never recorded.
 
-The log lives in the storage directory, which a running runner holds
-locked: stop the runner to read it (reading it live will come with the
-status socket).
+While the runner runs, the log is read through its control socket;
+otherwise from the storage directory.
 
 --since and --until take a date (2024-05-01), a time (2024-05-01T08:00:00Z)
 or a duration back from now (24h, 90m).`,
@@ -53,6 +52,13 @@ or a duration back from now (24h, 90m).`,
 			if f.Until, err = parseWhen(until, now); err != nil {
 				return fmt.Errorf("--until: %w", err)
 			}
+			recs, live, err := auditThroughRunner(cmd, f)
+			if live {
+				if err != nil {
+					return err
+				}
+				return printAudit(cmd, recs, asJSON)
+			}
 			cfg, err := loadConfig(cmd)
 			if err != nil {
 				return err
@@ -66,40 +72,16 @@ or a duration back from now (24h, 90m).`,
 			if err != nil {
 				var locked *store.LockedError
 				if errors.As(err, &locked) {
-					return fmt.Errorf("%w: the running runner holds the storage; stop it to read the audit log (a live view will come with the status socket)", err)
+					return fmt.Errorf("%w: the running runner holds the storage and its control socket did not answer (is ops.socket set differently?)", err)
 				}
 				return fmt.Errorf("open storage: %w", err)
 			}
 			defer st.Close()
-			recs, err := guard.ReadAudit(cmd.Context(), st, f)
+			recs, err = guard.ReadAudit(cmd.Context(), st, f)
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				for _, r := range recs {
-					if err := enc.Encode(r); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			if len(recs) == 0 {
-				fmt.Fprintln(out, "No audit records match.")
-				return nil
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tSOURCE\tACTION\tCHAT\tOUTCOME\tWAIT\tDETAIL")
-			for _, r := range recs {
-				what := r.Kind
-				if r.Method != "" {
-					what += " " + r.Method
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"),
-					r.Source, what, dash(r.Chat), r.Outcome, waitString(r), detail(r))
-			}
-			return tw.Flush()
+			return printAudit(cmd, recs, asJSON)
 		},
 	}
 	fl := cmd.Flags()
@@ -176,4 +158,33 @@ func detail(r guard.AuditRecord) string {
 		return "-"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// printAudit prints audit records as a table or JSON lines.
+func printAudit(cmd *cobra.Command, recs []guard.AuditRecord, asJSON bool) error {
+	out := cmd.OutOrStdout()
+	if asJSON {
+		enc := json.NewEncoder(out)
+		for _, r := range recs {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(recs) == 0 {
+		fmt.Fprintln(out, "No audit records match.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tSOURCE\tACTION\tCHAT\tOUTCOME\tWAIT\tDETAIL")
+	for _, r := range recs {
+		what := r.Kind
+		if r.Method != "" {
+			what += " " + r.Method
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"),
+			r.Source, what, dash(r.Chat), r.Outcome, waitString(r), detail(r))
+	}
+	return tw.Flush()
 }

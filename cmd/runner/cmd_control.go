@@ -486,16 +486,16 @@ func auditThroughRunner(cmd *cobra.Command, f guard.AuditFilter) (recs []guard.A
 // it after the store is open and the stack built, before runner.New; call
 // the returned finish with Run's error once Run returns.
 func startOps(ctx context.Context, cmd *cobra.Command, cfg *config.Config, st *store.Store, stack *runner.Stack,
-	opts *runner.Options, log *zap.Logger) (finish func(runErr error), err error) {
+	opts *runner.Options, log *zap.Logger) (finish func(runErr error), reload func(context.Context) error, err error) {
 	flagPath, _ := cmd.Flags().GetString("config")
 	rl := &stackReloader{stack: stack, path: config.Resolve(flagPath, os.LookupEnv), log: log}
 	o, err := ops.New(ops.Options{Config: cfg, Store: st, Stack: stack, Reloader: rl, Logger: log.Named("ops")})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rl.ops = o
 	if err := o.Start(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	o.Attach(opts)
 	return func(runErr error) {
@@ -504,7 +504,7 @@ func startOps(ctx context.Context, cmd *cobra.Command, cfg *config.Config, st *s
 		if err := o.Close(); err != nil {
 			log.Warn("Stop the ops servers", zap.Error(err))
 		}
-	}, nil
+	}, rl.Reload, nil
 }
 
 // stackReloader serves `runner reload` with the same reload as SIGHUP.

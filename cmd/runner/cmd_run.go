@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -46,7 +45,7 @@ func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
 	if cfg.Server.Type == config.ServerSandbox {
 		// The embedded sandbox lives in memory: a session or update state
 		// from an earlier run would point at a world that is gone.
-		cfg.Storage.Dir = filepath.Join(cfg.Storage.Dir, "sandbox-run")
+		cfg.Storage.Dir = runnerStorageDir(cfg)
 		if err := os.RemoveAll(cfg.Storage.Dir); err != nil {
 			return fmt.Errorf("reset sandbox storage: %w", err)
 		}
@@ -73,11 +72,17 @@ func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
 		return err
 	}
 	opts.Services = []runner.Service{stack}
+	finishOps, reload, err := startOps(ctx, cmd, cfg, st, stack, &opts, log)
+	if err != nil {
+		return err
+	}
 	go pauseOnSignals(ctx, stack, log)
-	go reloadOnSIGHUP(ctx, cmd, stack, log)
+	go reloadOnSIGHUP(ctx, reload, log)
 	r := runner.New(cfg, st, opts)
-	if err := r.Run(ctx); err != nil {
-		return fmt.Errorf("run: %w", err)
+	runErr := r.Run(ctx)
+	finishOps(runErr)
+	if runErr != nil {
+		return fmt.Errorf("run: %w", runErr)
 	}
 	log.Info("Stopped")
 	return nil
@@ -110,9 +115,9 @@ func pauseOnSignals(ctx context.Context, stack *runner.Stack, log *zap.Logger) {
 	}
 }
 
-// reloadOnSIGHUP re-reads the config on SIGHUP. An invalid config is
-// rejected and the running one stays.
-func reloadOnSIGHUP(ctx context.Context, cmd *cobra.Command, stack *runner.Stack, log *zap.Logger) {
+// reloadOnSIGHUP re-reads the config on SIGHUP, as `runner reload` does.
+// An invalid config is rejected and the running one stays.
+func reloadOnSIGHUP(ctx context.Context, reload func(context.Context) error, log *zap.Logger) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -121,15 +126,8 @@ func reloadOnSIGHUP(ctx context.Context, cmd *cobra.Command, stack *runner.Stack
 		case <-ctx.Done():
 			return
 		case <-sigs:
-			flagPath, _ := cmd.Flags().GetString("config")
-			path := config.Resolve(flagPath, os.LookupEnv)
-			rep, err := stack.ReloadFile(ctx, path, config.LoadOptions{})
-			if err != nil {
-				log.Error("Reload", zap.Error(err))
-				continue
-			}
-			log.Info("Reloaded", zap.String("config", path), zap.Strings("added", rep.Added),
-				zap.Strings("removed", rep.Removed), zap.Strings("restarted", rep.Restarted), zap.Bool("limits", rep.LimitsChanged))
+			// reload logs what it did, or why the old config stays.
+			_ = reload(ctx)
 		}
 	}
 }

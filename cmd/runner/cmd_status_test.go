@@ -95,7 +95,7 @@ func (e *opsEnv) start(t *testing.T, login bool) *liveRunner {
 	// Wired as `runner run` wires it.
 	cmd := &cobra.Command{}
 	cmd.Flags().String("config", e.cfgPath, "")
-	finish, err := startOps(ctx, cmd, e.cfg, st, stack, &opts, log)
+	finish, _, err := startOps(ctx, cmd, e.cfg, st, stack, &opts, log)
 	require.NoError(t, err)
 	r := runner.New(e.cfg, st, opts)
 	runCtx, cancel := context.WithCancel(ctx)

@@ -38,6 +38,7 @@ Try it without an account: runner sandbox`,
 		SilenceUsage:  true,
 	}
 	root.PersistentFlags().String("config", "", "config file (default $TGRUNNER_CONFIG, then ./tgrunner.yaml)")
+	root.AddCommand(opsCommands()...)
 	root.AddCommand(
 		newRunCmd(),
 		newValidateCmd(),

@@ -281,6 +281,8 @@ var knownActions = map[string]bool{
 	// Granted in config for the guard's daily limits; no contract action
 	// needs them yet.
 	"invite": true, "import_contacts": true,
+	// Runner control (status, pause, resume, plugin list): the admin plugin.
+	"runner_control": true,
 }
 
 var instanceNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gotd/contrib/middleware/floodwait"
@@ -163,9 +164,22 @@ func (r *Runner) Run(ctx context.Context) error {
 	// actions after a stop request.
 	clientCtx, cancelClient := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelClient()
+	// Until a session is up there is nothing to drain: a stop request while
+	// connecting (an unreachable server, a login in progress) ends at once.
+	var serving atomic.Bool
+	stopWatch := context.AfterFunc(ctx, func() {
+		if !serving.Load() {
+			cancelClient()
+		}
+	})
+	defer stopWatch()
 
 	runErr := waiter.Run(clientCtx, func(wctx context.Context) error {
 		return client.Run(wctx, func(cctx context.Context) error {
+			serving.Store(true)
+			if ctx.Err() != nil {
+				return errStopped
+			}
 			return r.serve(ctx, cctx, cancelClient, client, mgr, fatal)
 		})
 	})

@@ -196,3 +196,25 @@ func TestRunnerJournalsMessagesAcrossRestart(t *testing.T) {
 	require.Len(t, evs, 1, "only the unacknowledged message is delivered again")
 	require.Equal(t, "while you were away", evs[0].GetNewMessage().GetText())
 }
+
+// A stop request while the server cannot be reached ends Run at once.
+func TestStopWhileUnreachable(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Server.Type = config.ServerCustom
+	e.cfg.Server.Address = "127.0.0.1:1" // nothing listens there
+	e.cfg.Server.DC = 2
+	e.cfg.Server.PublicKeys = []*rsa.PublicKey{&testKey().PublicKey}
+	st, err := store.Open(context.Background(), e.dir, store.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	r := runner.New(e.cfg, st, runner.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel while connecting")
+	}
+}

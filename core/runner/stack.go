@@ -66,7 +66,10 @@ func NewStack(cfg *config.Config, st *store.Store, log *zap.Logger) (*Stack, err
 func stackConfig(in *config.Config) (*config.Config, []pluginhost.Spec, error) {
 	cfg := *in
 	cfg.Plugins = slices.Clone(in.Plugins)
-	if p, ok := config.RulesPlugin(&cfg); ok {
+	// A config file cannot name a plugin "rules" when it has rules (Validate
+	// refuses it); a config built in code may bring its own rules plugin.
+	hasRules := slices.ContainsFunc(cfg.Plugins, func(p config.Plugin) bool { return p.Name == "rules" })
+	if p, ok := config.RulesPlugin(&cfg); ok && !hasRules {
 		cfg.Plugins = append(cfg.Plugins, p)
 	}
 	var specs []pluginhost.Spec
