@@ -47,6 +47,7 @@ Try it without an account: runner sandbox`,
 		newSandboxCmd(),
 		newAuditCmd(),
 		newPluginCmd(),
+		newStorageCmd(),
 		newVersionCmd(),
 	)
 	return root
