@@ -72,7 +72,7 @@ or a duration back from now (24h, 90m).`,
 			if err != nil {
 				var locked *store.LockedError
 				if errors.As(err, &locked) {
-					return fmt.Errorf("%w: the running runner holds the storage and its control socket did not answer (is ops.socket set differently?)", err)
+					return fmt.Errorf("%w: the running runner holds the storage and its control socket did not answer (is ops.socket set differently?); stop it to read the audit log from the storage", err)
 				}
 				return fmt.Errorf("open storage: %w", err)
 			}
