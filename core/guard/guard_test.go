@@ -587,3 +587,30 @@ func TestDailyJoinsCounted(t *testing.T) {
 	r := g2.Wrap(e.wire).Execute(e.ctx, action.Call{Source: guard.PluginSource("joiner"), Action: &pb.Action{Kind: &pb.Action_RawInvoke{RawInvoke: &pb.RawInvoke{RequestTl: raw}}}})
 	require.Equal(t, pb.ErrorCode_ERROR_CODE_THROTTLED, r.GetError().GetCode(), "raw joins count too")
 }
+
+// A send retried after FLOOD_WAIT does not pay for its rate tokens twice:
+// with a per-chat budget of one message an hour, the first message still
+// goes out after the wait instead of being refused for lack of budget.
+func TestFloodWaitRetryDoesNotPayTwice(t *testing.T) {
+	e := newEnv(t, sandbox.Faults{}, func(c *config.Config) {
+		c.Limits.FloodWait = config.FloodWait{MaxWait: time.Second, MaxRetries: 5, OnExceed: config.OnExceedRetryLater}
+		c.Limits.Send.PerChat = config.RateLimit{Rate: config.Rate{Count: 1, Per: time.Hour}, Burst: 1}
+	})
+	g := e.guard(guard.Options{})
+	w := g.Wrap(e.wire)
+	carol, peer := e.user("carol")
+	e.wroteFirst(carol)
+	// The server refuses the first attempt with FLOOD_WAIT_2 (longer than
+	// the waiter's 1 s), then accepts.
+	e.sb.SetFaults(sandbox.Faults{Errors: map[string]string{"messages.sendMessage": "420:FLOOD_WAIT_2"}})
+	done := make(chan []*pb.ActionResult, 1)
+	go func() { done <- submitAll(t, e.ctx, w, guard.PluginSource("p"), peer, []string{"only one"}) }()
+	require.Eventually(t, func() bool {
+		recs := audit(t, g, guard.AuditFilter{Plugin: "p"})
+		return countOutcomes(recs)[guard.OutcomeQueued] > 0
+	}, 30*time.Second, 20*time.Millisecond, "the flood wait kept the action")
+	e.sb.SetFaults(sandbox.Faults{})
+	results := <-done
+	require.Nil(t, results[0].GetError(), "sent after the wait, not refused")
+	require.Equal(t, []string{"only one"}, e.history(sandbox.UserPeer(carol.ID)))
+}

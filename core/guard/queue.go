@@ -262,12 +262,19 @@ func (g *Guard) run(it *item, next Executor) {
 		}
 	}
 
+	// paid is set once the action has gone out under its rate tokens: a
+	// retry after FLOOD_WAIT does not pay again (the wait was the
+	// throttle), so it cannot be refused for lack of budget and dropped.
+	paid := false
 	for {
 		if err := g.waitOpen(it); err != nil {
 			stop(err)
 			return
 		}
-		delay, undo, throttle := g.reserve(it)
+		delay, undo, throttle := time.Duration(0), func() {}, ""
+		if !paid {
+			delay, undo, throttle = g.reserve(it)
+		}
 		if throttle != "" {
 			rec.Time = g.now()
 			rec.Wait = rec.Time.Sub(it.enqueued)
@@ -293,6 +300,7 @@ func (g *Guard) run(it *item, next Executor) {
 			return
 		}
 		began := g.now()
+		paid = true
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(it.ctx), g.opts.ExecTimeout)
 		res := next.Execute(ctx, it.call)
 		cancel()
