@@ -22,7 +22,9 @@ import (
 	"github.com/gotd/td/telegram/dcs"
 	"github.com/gotd/td/tg"
 	"github.com/gotd/td/tgtest"
+
 	"github.com/gotd/td/transport"
+	"github.com/tgrunner/tgrunner/core/logging"
 )
 
 // Options configure a sandbox server.
@@ -170,7 +172,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	s.tg = tgtest.NewServer(tgtest.NewPrivateKey(key), tgtest.HandlerFunc(s.onMessage), tgtest.ServerOptions{
 		DC:           opts.DC,
-		Logger:       newGotdLogger(opts.Logger.Named("mtproto")),
+		Logger:       logging.Gotd(opts.Logger.Named("mtproto")),
 		ReadTimeout:  24 * time.Hour,
 		WriteTimeout: 30 * time.Second,
 	})
