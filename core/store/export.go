@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -67,8 +66,8 @@ func (s *Store) Export(ctx context.Context, to Importer) error {
 		}
 	}
 	err = tx.Bucket(bucketPeers).ForEach(func(k, v []byte) error {
-		var p Peer
-		if err := json.Unmarshal(v, &p); err != nil {
+		p, err := decodePeer(v)
+		if err != nil {
 			return s.corrupt("peers", err)
 		}
 		return to.ImportPeer(ctx, p)

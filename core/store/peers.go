@@ -170,8 +170,8 @@ func putPeer(tx *bolt.Tx, p Peer, now time.Time) error {
 	byPhone := tx.Bucket(bucketPeersByPhone)
 	key := p.Ref.key()
 	if v := peers.Get(key); v != nil {
-		var old Peer
-		if err := json.Unmarshal(v, &old); err != nil {
+		old, err := decodePeer(v)
+		if err != nil {
 			return err
 		}
 		if p.AccessHash == 0 {
@@ -190,7 +190,7 @@ func putPeer(tx *bolt.Tx, p Peer, now time.Time) error {
 		}
 	}
 	p.UpdatedAt = now
-	v, err := json.Marshal(p)
+	v, err := encodePeer(p)
 	if err != nil {
 		return err
 	}
@@ -237,11 +237,30 @@ func getPeer(tx *bolt.Tx, ref PeerRef) (Peer, error) {
 	if v == nil {
 		return Peer{}, fmt.Errorf("peer %v: %w", ref, ErrNotFound)
 	}
-	var p Peer
-	if err := json.Unmarshal(v, &p); err != nil {
+	p, err := decodePeer(v)
+	if err != nil {
 		return Peer{}, fmt.Errorf("peer %v: decode: %w", ref, err)
 	}
 	return p, nil
+}
+
+// encodePeer writes a peer record: JSON with a checksum (schema 2).
+func encodePeer(p Peer) ([]byte, error) {
+	v, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	return sealed(v), nil
+}
+
+func decodePeer(v []byte) (Peer, error) {
+	var p Peer
+	payload, err := unseal(v)
+	if err != nil {
+		return p, err
+	}
+	err = json.Unmarshal(payload, &p)
+	return p, err
 }
 
 // Get returns the peer or an error wrapping ErrNotFound.

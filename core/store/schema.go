@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,7 +34,7 @@ var (
 )
 
 // SchemaVersion is the schema this build writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // migration moves the database from Version-1 to Version. Each runs in its
 // own transaction together with the version bump, so a crash mid-migration
@@ -54,6 +55,27 @@ var schemaMigrations = []migration{
 		} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	}},
+	{Version: 2, Name: "checksummed peer records", Apply: func(tx *bolt.Tx) error {
+		// Schema 1 stored peers as bare JSON; a damaged record could not be
+		// told from a valid one.
+		b := tx.Bucket(bucketPeers)
+		var keys, vals [][]byte
+		if err := b.ForEach(func(k, v []byte) error {
+			if json.Valid(v) {
+				keys = append(keys, append([]byte(nil), k...))
+				vals = append(vals, sealed(v))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for i, k := range keys {
+			if err := b.Put(k, vals[i]); err != nil {
+				return fmt.Errorf("rewrite peer %x: %w", k, err)
 			}
 		}
 		return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,8 +116,9 @@ func TestSchemaVersions(t *testing.T) {
 	ctx := context.Background()
 	dir := newDir(t)
 	v1 := schemaMigrations
+	next := len(v1) + 1
 	var applied []string
-	v2 := append(append([]migration(nil), v1...), migration{Version: 2, Name: "test step", Apply: func(tx *bolt.Tx) error {
+	v2 := append(append([]migration(nil), v1...), migration{Version: next, Name: "test step", Apply: func(tx *bolt.Tx) error {
 		applied = append(applied, "v2")
 		_, err := tx.CreateBucket([]byte("v2_bucket"))
 		return err
@@ -146,9 +148,9 @@ func TestSchemaVersions(t *testing.T) {
 	_, err = openWith(ctx, dir, testOpts(), v1)
 	var serr *SchemaError
 	require.ErrorAs(t, err, &serr)
-	require.Equal(t, 2, serr.Found)
-	require.Equal(t, 1, serr.Supported)
-	require.Contains(t, err.Error(), "schema version 2")
+	require.Equal(t, next, serr.Found)
+	require.Equal(t, next-1, serr.Supported)
+	require.Contains(t, err.Error(), fmt.Sprintf("schema version %d", next))
 }
 
 func TestFailedMigrationKeepsOldVersion(t *testing.T) {
@@ -157,14 +159,15 @@ func TestFailedMigrationKeepsOldVersion(t *testing.T) {
 	s, err := openWith(ctx, dir, testOpts(), schemaMigrations)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
-	broken := append(append([]migration(nil), schemaMigrations...), migration{Version: 2, Name: "broken", Apply: func(tx *bolt.Tx) error {
+	next := len(schemaMigrations) + 1
+	broken := append(append([]migration(nil), schemaMigrations...), migration{Version: next, Name: "broken", Apply: func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucket([]byte("half")); err != nil {
 			return err
 		}
 		return errors.New("disk says no")
 	}})
 	_, err = openWith(ctx, dir, testOpts(), broken)
-	require.ErrorContains(t, err, "schema 2 (broken)")
+	require.ErrorContains(t, err, fmt.Sprintf("schema %d (broken)", next))
 	s, err = openWith(ctx, dir, testOpts(), schemaMigrations)
 	require.NoError(t, err, "old runner still opens: the failed step rolled back")
 	require.NoError(t, s.Close())
