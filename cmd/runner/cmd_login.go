@@ -20,6 +20,7 @@ import (
 
 	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/runner"
+	"github.com/tgrunner/tgrunner/core/store"
 )
 
 // secretFlags name where a secret comes from when nobody is at the
@@ -173,7 +174,7 @@ environment variable or a command instead of the terminal.`,
 					WhiteBlackChar: qrterminal.WHITE_BLACK, QuietZone: 2})
 				return nil
 			}}
-			self, err := runner.Login(ctx, cfg, st, nil, opts)
+			self, err := runner.Login(ctx, cfg, store.Bolt(st), nil, opts)
 			if err != nil {
 				return err
 			}
@@ -207,7 +208,7 @@ func newLogoutCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			if err := runner.Logout(cmd.Context(), cfg, st, nil); err != nil {
+			if err := runner.Logout(cmd.Context(), cfg, store.Bolt(st), nil); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "Logged out; the session was wiped.")

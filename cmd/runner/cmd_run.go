@@ -12,6 +12,7 @@ import (
 
 	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/runner"
+	"github.com/tgrunner/tgrunner/core/store"
 )
 
 func newRunCmd() *cobra.Command {
@@ -78,7 +79,7 @@ func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
 	}
 	go pauseOnSignals(ctx, stack, log)
 	go reloadOnSIGHUP(ctx, reload, log)
-	r := runner.New(cfg, st, opts)
+	r := runner.New(cfg, store.Bolt(st), opts)
 	runErr := r.Run(ctx)
 	finishOps(runErr)
 	if runErr != nil {

@@ -174,7 +174,7 @@ func startDemo(ctx context.Context, opts demoOptions) (_ *demo, err error) {
 	}
 	d.stack.SelfPath = opts.SelfPath
 	ready := make(chan struct{}, 1)
-	r := runner.New(d.cfg, d.st, runner.Options{
+	r := runner.New(d.cfg, store.Bolt(d.st), runner.Options{
 		Logger:   log,
 		Sandbox:  d.sb,
 		Login:    runner.SandboxLogin(d.sb, phone, d.cfg.Account.Password.Reveal()),

@@ -84,7 +84,7 @@ func (e *opsEnv) start(t *testing.T, login bool) *liveRunner {
 	st, err := store.Open(ctx, e.cfg.Storage.Dir, store.Options{})
 	require.NoError(t, err)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	stack, err := runner.NewStack(e.cfg, st, log)
+	stack, err := runner.NewStack(e.cfg, store.Bolt(st), log)
 	require.NoError(t, err)
 	ready := make(chan struct{})
 	opts := runner.Options{Logger: log, Sandbox: e.sb, Services: []runner.Service{stack},
@@ -97,7 +97,7 @@ func (e *opsEnv) start(t *testing.T, login bool) *liveRunner {
 	cmd.Flags().String("config", e.cfgPath, "")
 	finish, _, err := startOps(ctx, cmd, e.cfg, st, stack, &opts, log)
 	require.NoError(t, err)
-	r := runner.New(e.cfg, st, opts)
+	r := runner.New(e.cfg, store.Bolt(st), opts)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()

@@ -11,5 +11,5 @@ import (
 // buildStack assembles what consumes the journal while the session is up:
 // the action path behind the guard, and the plugin host.
 func buildStack(cfg *config.Config, st *store.Store, log *zap.Logger) (*runner.Stack, error) {
-	return runner.NewStack(cfg, st, log)
+	return runner.NewStack(cfg, store.Bolt(st), log)
 }

@@ -167,7 +167,10 @@ func (g *Guard) count(ctx context.Context, source string, in info, classes []str
 	midnight := time.Date(local.Year(), local.Month(), local.Day()+1, 0, 0, 0, 0, local.Location())
 	var retry time.Duration
 	var why string
-	err := g.deps.Store.Update(ctx, func(tx *store.Tx) error {
+	err := g.deps.Store.Update(ctx, func(tx store.Txn) error {
+		// A backend may run fn again (Redis retries on a conflicting
+		// write): start each run from scratch.
+		retry, why = 0, ""
 		kv := tx.KV(kvNamespace)
 		get := func(key string) (int, error) {
 			v, err := kv.Get(key)

@@ -63,11 +63,16 @@ type AuditRecord struct {
 // Append writes a record directly (for components outside the guard, such
 // as the plugin host's permission denials).
 func Append(ctx context.Context, st *store.Store, r AuditRecord) error {
+	return AppendTo(ctx, st.Audit(), r)
+}
+
+// AppendTo is Append for any backend's audit log.
+func AppendTo(ctx context.Context, log store.AuditStore, r AuditRecord) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	return st.Audit().Append(ctx, r.Time, data)
+	return log.Append(ctx, r.Time, data)
 }
 
 // Record adds a record to the audit log through the guard's batching
@@ -82,7 +87,7 @@ func (g *Guard) Record(r AuditRecord) {
 // auditWriter batches records into few transactions: every action is
 // audited, and one fsync per action would cost more than the action.
 type auditWriter struct {
-	st   *store.Store
+	st   store.Backend
 	log  *zap.Logger
 	in   chan auditMsg
 	done chan struct{}
@@ -96,7 +101,7 @@ type auditMsg struct {
 	flush chan struct{}
 }
 
-func newAuditWriter(st *store.Store, log *zap.Logger) *auditWriter {
+func newAuditWriter(st store.Backend, log *zap.Logger) *auditWriter {
 	w := &auditWriter{st: st, log: log, in: make(chan auditMsg, 4096), done: make(chan struct{})}
 	go w.loop()
 	return w
@@ -107,7 +112,7 @@ func (w *auditWriter) add(r AuditRecord) {
 	if w.closed {
 		w.mu.RUnlock()
 		// After close: write through rather than lose it.
-		if err := Append(context.Background(), w.st, r); err != nil {
+		if err := AppendTo(context.Background(), w.st.Audit(), r); err != nil {
 			w.log.Error("Could not write an audit record", zap.Error(err))
 		}
 		return
@@ -157,7 +162,7 @@ func (w *auditWriter) loop() {
 	var flushes []chan struct{}
 	write := func() {
 		if len(batch) > 0 {
-			err := w.st.Update(context.Background(), func(tx *store.Tx) error {
+			err := w.st.Update(context.Background(), func(tx store.Txn) error {
 				for _, r := range batch {
 					data, err := json.Marshal(r)
 					if err != nil {
@@ -241,11 +246,16 @@ func (f AuditFilter) match(r AuditRecord) bool {
 // ReadAudit returns the records matching f, oldest first. A record that
 // does not decode is returned with Outcome "corrupt" rather than hidden.
 func ReadAudit(ctx context.Context, st *store.Store, f AuditFilter) ([]AuditRecord, error) {
+	return ReadAuditFrom(ctx, st.Audit(), f)
+}
+
+// ReadAuditFrom is ReadAudit for any backend's audit log.
+func ReadAuditFrom(ctx context.Context, log store.AuditStore, f AuditFilter) ([]AuditRecord, error) {
 	until := f.Until
 	if until.IsZero() {
 		until = time.Unix(0, math.MaxInt64)
 	}
-	raw, err := st.Audit().Range(ctx, f.Since, until, 0)
+	raw, err := log.Range(ctx, f.Since, until, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)
 	}
@@ -270,7 +280,7 @@ func (g *Guard) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
 	if err := g.FlushAudit(ctx); err != nil {
 		return nil, err
 	}
-	return ReadAudit(ctx, g.deps.Store, f)
+	return ReadAuditFrom(ctx, g.deps.Store.Audit(), f)
 }
 
 // Digest summarises the audit log between from and to, for the owner's

@@ -139,7 +139,7 @@ func newEnv(t testing.TB, faults sandbox.Faults, tune func(*config.Config)) *env
 	e := &env{t: t, ctx: ctx, sb: sb, owner: owner, cfg: cfg, st: st, logs: logs, log: zap.New(core)}
 
 	sessions := make(chan *runner.Session, 1)
-	r := runner.New(cfg, st, runner.Options{
+	r := runner.New(cfg, store.Bolt(st), runner.Options{
 		Logger:  e.log,
 		Sandbox: sb,
 		Login:   runner.SandboxLogin(sb, owner.Phone, ""),
@@ -172,7 +172,7 @@ func newEnv(t testing.TB, faults sandbox.Faults, tune func(*config.Config)) *env
 
 // guard returns a guard over the env's store with the env's limits.
 func (e *env) guard(opts guard.Options, deps ...func(*guard.Deps)) *guard.Guard {
-	d := guard.Deps{Store: e.st, Self: func() int64 { return e.owner.ID }, Logger: e.log.Named("guard")}
+	d := guard.Deps{Store: store.Bolt(e.st), Self: func() int64 { return e.owner.ID }, Logger: e.log.Named("guard")}
 	for _, f := range deps {
 		f(&d)
 	}

@@ -55,7 +55,7 @@ type Deps struct {
 	// Store keeps the audit log, the durable queue (outbox), the daily
 	// counters (plugin KV namespace "_guard") and the peers (who wrote
 	// first, who is a contact). Required.
-	Store *store.Store
+	Store store.Backend
 	// Self returns the account's user id (0 while unknown); messages to
 	// Saved Messages are never first contacts or spam.
 	Self func() int64
@@ -110,7 +110,7 @@ type Guard struct {
 	opts Options
 	log  *zap.Logger
 	now  func() time.Time
-	kv   *store.PluginKV
+	kv   store.KV
 
 	base    context.Context
 	cancel  context.CancelFunc

@@ -174,7 +174,7 @@ func TestLaneOrderAndGivingUp(t *testing.T) {
 	st, err := store.Open(context.Background(), t.TempDir()+"/data", store.Options{})
 	require.NoError(t, err)
 	defer st.Close()
-	g := New(config.Default().Limits, Deps{Store: st}, Options{})
+	g := New(config.Default().Limits, Deps{Store: store.Bolt(st)}, Options{})
 	defer g.Close(context.Background())
 	l1, t1 := g.enqueue("user:1")
 	l2, t2 := g.enqueue("user:1")
@@ -209,7 +209,7 @@ func TestAuditFilterAndDigest(t *testing.T) {
 	st, err := store.Open(ctx, t.TempDir()+"/data", store.Options{})
 	require.NoError(t, err)
 	defer st.Close()
-	g := New(config.Default().Limits, Deps{Store: st}, Options{})
+	g := New(config.Default().Limits, Deps{Store: store.Bolt(st)}, Options{})
 	defer g.Close(ctx)
 	t0 := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 	recs := []AuditRecord{
@@ -266,7 +266,7 @@ func TestLongQueueIsRefusedUpFront(t *testing.T) {
 	defer st.Close()
 	limits := config.Default().Limits
 	limits.PersistWaiting = false
-	g := New(limits, Deps{Store: st}, Options{MaxQueueWait: 2 * time.Second})
+	g := New(limits, Deps{Store: store.Bolt(st)}, Options{MaxQueueWait: 2 * time.Second})
 	release := make(chan struct{})
 	next := ExecutorFunc(func(ctx context.Context, call action.Call) *pb.ActionResult {
 		<-release
@@ -302,7 +302,7 @@ func TestAuditAfterCloseIsWrittenThrough(t *testing.T) {
 	st, err := store.Open(ctx, t.TempDir()+"/data", store.Options{})
 	require.NoError(t, err)
 	defer st.Close()
-	g := New(config.Default().Limits, Deps{Store: st}, Options{})
+	g := New(config.Default().Limits, Deps{Store: store.Bolt(st)}, Options{})
 	g.Record(AuditRecord{Source: "owner", Kind: "send", Outcome: OutcomeOK})
 	require.NoError(t, g.Close(ctx))
 	g.Record(AuditRecord{Source: "runner", Kind: "send", Outcome: OutcomeOK})
@@ -321,7 +321,7 @@ func TestCallerGivingUp(t *testing.T) {
 			defer st.Close()
 			limits := config.Default().Limits
 			limits.PersistWaiting = persist
-			g := New(limits, Deps{Store: st}, Options{})
+			g := New(limits, Deps{Store: store.Bolt(st)}, Options{})
 			done := make(chan string, 1)
 			w := g.Wrap(ExecutorFunc(func(ctx context.Context, call action.Call) *pb.ActionResult {
 				done <- call.Action.GetSend().GetText()

@@ -126,7 +126,7 @@ func (e *env) startOps(t *testing.T) *live {
 	st, err := store.Open(ctx, e.dir, store.Options{})
 	require.NoError(t, err)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	stack, err := runner.NewStack(e.cfg, st, log)
+	stack, err := runner.NewStack(e.cfg, store.Bolt(st), log)
 	require.NoError(t, err)
 	o, err := ops.New(ops.Options{Config: e.cfg, Store: st, Stack: stack, Logger: log, Listen: "127.0.0.1:0", Notifier: nopNotifier{}})
 	require.NoError(t, err)
@@ -158,7 +158,7 @@ func (l *live) run(t *testing.T, wait bool) {
 		OnReady:  func(*runner.Session) { close(ready) },
 	}
 	l.ops.Attach(&opts)
-	r := runner.New(e.cfg, l.store, opts)
+	r := runner.New(e.cfg, store.Bolt(l.store), opts)
 	runCtx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	l.running = true

@@ -26,7 +26,7 @@ var ErrUnknownPeer = errors.New("unknown peer: the runner has not seen it yet; r
 // of the durable store, written only when something changed, so the update
 // intake does not pay a disk write for peers it already knows.
 type Cache struct {
-	store *store.PeerStore
+	store store.Peers
 	now   func() time.Time
 
 	mu       sync.RWMutex
@@ -37,7 +37,7 @@ type Cache struct {
 }
 
 // New wraps a peer store.
-func New(s *store.PeerStore) *Cache {
+func New(s store.Peers) *Cache {
 	return &Cache{
 		store:    s,
 		now:      time.Now,

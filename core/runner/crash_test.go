@@ -69,7 +69,7 @@ func crashChild() int {
 		logger, _ = zc.Build()
 		defer logger.Sync()
 	}
-	r := runner.New(cfg, st, runner.Options{
+	r := runner.New(cfg, store.Bolt(st), runner.Options{
 		Logger:   logger,
 		Services: []runner.Service{runner.ServiceFunc(consumeForCrashTest)},
 	})
@@ -123,7 +123,8 @@ func consumeForCrashTest(ctx context.Context, s *runner.Session) error {
 			seqs = append(seqs, e.Seq)
 		}
 		seen := 0
-		err = c.AckTx(ctx, func(tx *store.Tx) error {
+		err = c.AckWith(ctx, func(tx store.Txn) error {
+			seen = 0
 			kv := tx.KV(crashConsumer)
 			for _, e := range entries {
 				ev, err := runner.DecodeEntry(e)
@@ -208,7 +209,7 @@ func TestCrashKillNineLosesNothing(t *testing.T) {
 	cfg := crashConfig(spec)
 	st, err := store.Open(ctx, dir, store.Options{})
 	require.NoError(t, err)
-	_, err = runner.Login(ctx, cfg, st, nil, runner.LoginOptions{Source: runner.SandboxLogin(sb, owner.Phone, "")})
+	_, err = runner.Login(ctx, cfg, store.Bolt(st), nil, runner.LoginOptions{Source: runner.SandboxLogin(sb, owner.Phone, "")})
 	require.NoError(t, err)
 	require.NoError(t, st.Close())
 

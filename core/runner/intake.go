@@ -23,7 +23,7 @@ import (
 // manager.
 type Intake struct {
 	account string
-	journal *store.Journal
+	journal store.UpdatesJournal
 	peers   *peers.Cache
 	selfID  atomic.Int64
 	// managed is set while the updates manager runs. Before that gotd
@@ -41,7 +41,7 @@ type Intake struct {
 
 // NewIntake creates the handler; SetSelf must be called once the account is
 // known, before the manager runs.
-func NewIntake(account string, j *store.Journal, peers *peers.Cache, log *zap.Logger, onFail func(error)) *Intake {
+func NewIntake(account string, j store.UpdatesJournal, peers *peers.Cache, log *zap.Logger, onFail func(error)) *Intake {
 	return &Intake{account: account, journal: j, peers: peers, log: log, now: time.Now, onFail: onFail}
 }
 

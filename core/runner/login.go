@@ -113,7 +113,7 @@ type LoginOptions struct {
 
 // Login authorizes the account and stores the session in the store. It
 // returns the logged-in user. An already authorized session is kept.
-func Login(ctx context.Context, cfg *config.Config, st *store.Store, sb *sandbox.Server, opts LoginOptions) (*tg.User, error) {
+func Login(ctx context.Context, cfg *config.Config, st store.Backend, sb *sandbox.Server, opts LoginOptions) (*tg.User, error) {
 	copts, err := ClientOptions(cfg, sb)
 	if err != nil {
 		return nil, err
@@ -171,7 +171,7 @@ func Login(ctx context.Context, cfg *config.Config, st *store.Store, sb *sandbox
 // rememberLoginState stores the update state as of the login, so the first
 // `runner run` catches up on everything that arrived since, instead of
 // starting from whatever the server state is by then.
-func rememberLoginState(ctx context.Context, api *tg.Client, st *store.Store, selfID int64) error {
+func rememberLoginState(ctx context.Context, api *tg.Client, st store.Backend, selfID int64) error {
 	if _, found, err := st.UpdateState().GetState(ctx, selfID); err != nil || found {
 		return err
 	}
@@ -190,7 +190,7 @@ func rememberLoginState(ctx context.Context, api *tg.Client, st *store.Store, se
 // with getChannelDifference. Without it the updates manager starts
 // tracking a channel only at its first live update, and what came before
 // is skipped.
-func rememberChannels(ctx context.Context, api *tg.Client, st *store.Store, selfID int64) error {
+func rememberChannels(ctx context.Context, api *tg.Client, st store.Backend, selfID int64) error {
 	req := &tg.MessagesGetDialogsRequest{OffsetPeer: &tg.InputPeerEmpty{}, Limit: 100}
 	cache := peers.New(st.Peers())
 	for page := 0; page < 100; page++ {
@@ -266,7 +266,7 @@ func checkPassword(ctx context.Context, client *telegram.Client, src CodeSource)
 // Logout terminates the session on the server (auth.logOut) and wipes it
 // from the store. A session the server no longer knows is wiped all the
 // same.
-func Logout(ctx context.Context, cfg *config.Config, st *store.Store, sb *sandbox.Server) error {
+func Logout(ctx context.Context, cfg *config.Config, st store.Backend, sb *sandbox.Server) error {
 	copts, err := ClientOptions(cfg, sb)
 	if err != nil {
 		return err

@@ -30,14 +30,14 @@ func TestLoginByCode(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	st := openStore(t, e.dir)
-	self, err := runner.Login(ctx, e.cfg, st, e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "")})
+	self, err := runner.Login(ctx, e.cfg, store.Bolt(st), e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "")})
 	require.NoError(t, err)
 	require.Equal(t, e.owner.ID, self.ID)
 	data, err := st.Session().LoadSession(ctx)
 	require.NoError(t, err)
 	require.NotEmpty(t, data, "the session is stored")
 	// A second login keeps the authorized session instead of asking again.
-	self, err = runner.Login(ctx, e.cfg, st, e.sb, runner.LoginOptions{Source: runner.CodeSource{PhoneNumber: e.owner.Phone}})
+	self, err = runner.Login(ctx, e.cfg, store.Bolt(st), e.sb, runner.LoginOptions{Source: runner.CodeSource{PhoneNumber: e.owner.Phone}})
 	require.NoError(t, err)
 	require.Equal(t, e.owner.ID, self.ID)
 }
@@ -48,10 +48,10 @@ func TestLoginWithTwoStepPassword(t *testing.T) {
 	require.NoError(t, e.sb.SetPassword(ctx, e.owner.ID, "correct horse"))
 
 	st := openStore(t, e.dir)
-	_, err := runner.Login(ctx, e.cfg, st, e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "wrong")})
+	_, err := runner.Login(ctx, e.cfg, store.Bolt(st), e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "wrong")})
 	require.Error(t, err, "a wrong 2FA password is refused")
 
-	self, err := runner.Login(ctx, e.cfg, st, e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "correct horse")})
+	self, err := runner.Login(ctx, e.cfg, store.Bolt(st), e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "correct horse")})
 	require.NoError(t, err)
 	require.Equal(t, e.owner.ID, self.ID)
 }
@@ -60,12 +60,12 @@ func TestLoginRefusesUnknownNumberWithoutSignUp(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	st := openStore(t, e.dir)
-	_, err := runner.Login(ctx, e.cfg, st, e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, "9996624444", "")})
+	_, err := runner.Login(ctx, e.cfg, store.Bolt(st), e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, "9996624444", "")})
 	require.ErrorIs(t, err, runner.ErrSignUpRefused)
 
 	src := runner.SandboxLogin(e.sb, "9996624444", "")
 	src.SignUpAs.FirstName = "Newcomer"
-	self, err := runner.Login(ctx, e.cfg, st, e.sb, runner.LoginOptions{Source: src})
+	self, err := runner.Login(ctx, e.cfg, store.Bolt(st), e.sb, runner.LoginOptions{Source: src})
 	require.NoError(t, err)
 	require.Equal(t, "Newcomer", self.FirstName)
 }
@@ -79,7 +79,7 @@ func TestLoginByQR(t *testing.T) {
 
 	// The "phone": an already authorized session of the owner.
 	phoneStore := openStore(t, filepath.Join(t.TempDir(), "phone"))
-	_, err := runner.Login(ctx, e.cfg, phoneStore, e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "")})
+	_, err := runner.Login(ctx, e.cfg, store.Bolt(phoneStore), e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "")})
 	require.NoError(t, err)
 	phoneOpts := e.sb.ClientOptions()
 	phoneOpts.SessionStorage = phoneStore.Session()
@@ -102,7 +102,7 @@ func TestLoginByQR(t *testing.T) {
 		return nil
 	}
 	st := openStore(t, e.dir)
-	self, err := runner.Login(ctx, e.cfg, st, e.sb, runner.LoginOptions{QR: true, ShowQR: show})
+	self, err := runner.Login(ctx, e.cfg, store.Bolt(st), e.sb, runner.LoginOptions{QR: true, ShowQR: show})
 	require.NoError(t, err)
 	require.Equal(t, e.owner.ID, self.ID)
 	select {
@@ -119,16 +119,16 @@ func TestLogoutWipesSession(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	st := openStore(t, e.dir)
-	_, err := runner.Login(ctx, e.cfg, st, e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "")})
+	_, err := runner.Login(ctx, e.cfg, store.Bolt(st), e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "")})
 	require.NoError(t, err)
-	require.NoError(t, runner.Logout(ctx, e.cfg, st, e.sb))
+	require.NoError(t, runner.Logout(ctx, e.cfg, store.Bolt(st), e.sb))
 	_, err = st.Session().LoadSession(ctx)
 	require.Error(t, err, "no session after logout")
 
 	// Running without a session and without a way to log in says so.
 	require.NoError(t, st.Close())
 	st2 := openStore(t, e.dir)
-	r := runner.New(e.cfg, st2, runner.Options{Sandbox: e.sb})
+	r := runner.New(e.cfg, store.Bolt(st2), runner.Options{Sandbox: e.sb})
 	err = r.Run(ctx)
 	require.True(t, errors.Is(err, runner.ErrNotLoggedIn), "got %v", err)
 	_ = sandbox.UserPeer

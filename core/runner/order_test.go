@@ -20,7 +20,7 @@ func TestCatchUpKeepsOrder(t *testing.T) {
 	ctx := context.Background()
 	st, err := store.Open(ctx, e.dir, store.Options{})
 	require.NoError(t, err)
-	_, err = runner.Login(ctx, e.cfg, st, e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "")})
+	_, err = runner.Login(ctx, e.cfg, store.Bolt(st), e.sb, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owner.Phone, "")})
 	require.NoError(t, err)
 	require.NoError(t, st.Close())
 

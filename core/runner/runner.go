@@ -33,7 +33,7 @@ type Session struct {
 	API     *tg.Client
 	Self    *tg.User
 	Peers   *peers.Cache
-	Store   *store.Store
+	Store   store.Backend
 	Log     *zap.Logger
 }
 
@@ -52,7 +52,10 @@ func (f ServiceFunc) Run(ctx context.Context, s *Session) error { return f(ctx, 
 
 // Options tune a Runner.
 type Options struct {
-	Logger *zap.Logger
+	// Account names the account this runner hosts: events carry it and
+	// plugins see it. Default "default" (a config with a single account:).
+	Account string
+	Logger  *zap.Logger
 	// Sandbox is the embedded server, for server: sandbox.
 	Sandbox *sandbox.Server
 	// Login, when set, logs the account in if the session is not
@@ -68,12 +71,20 @@ type Options struct {
 	OnReady func(s *Session)
 	// Observe sees every batch appended to the journal.
 	Observe func([]store.Entry)
+	// Lease, when set, is the account's exclusive lease (Redis storage):
+	// no RPC goes out once it is invalid, and the client disconnects at
+	// once when it is lost; Run then returns ErrLeaseLost.
+	Lease Lease
 }
+
+// DefaultAccount is the name of the account of a config with a single
+// account: section.
+const DefaultAccount = "default"
 
 // Runner hosts one account's session.
 type Runner struct {
 	cfg   *config.Config
-	store *store.Store
+	store store.Backend
 	opts  Options
 	log   *zap.Logger
 
@@ -85,12 +96,15 @@ type Runner struct {
 }
 
 // New prepares a runner over an open store.
-func New(cfg *config.Config, st *store.Store, opts Options) *Runner {
+func New(cfg *config.Config, st store.Backend, opts Options) *Runner {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if opts.Account == "" {
+		opts.Account = DefaultAccount
 	}
 	r := &Runner{cfg: cfg, store: st, opts: opts, log: opts.Logger}
 	r.peers = peers.New(st.Peers())
@@ -112,11 +126,14 @@ func (r *Runner) Peers() *peers.Cache { return r.peers }
 // is a graceful stop: intake stops, services finish their in-flight work
 // (bounded), state is flushed.
 func (r *Runner) Run(ctx context.Context) error {
+	if r.opts.Lease != nil && !r.opts.Lease.Valid() {
+		return ErrLeaseLost
+	}
 	opts, err := ClientOptions(r.cfg, r.opts.Sandbox)
 	if err != nil {
 		return err
 	}
-	account := "default"
+	account := r.opts.Account
 	fatal := make(chan error, 1)
 	r.intake = NewIntake(account, r.store.Journal(), r.peers, r.log.Named("intake"), func(err error) {
 		select {
@@ -158,6 +175,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		limiter,
 		waiter,
 	}
+	if r.opts.Lease != nil {
+		opts.Middlewares = append(opts.Middlewares, leaseGate(r.opts.Lease))
+	}
 	client := telegram.NewClient(r.cfg.Account.APIID, r.cfg.Account.APIHash.Reveal(), opts)
 
 	// The client outlives ctx so that services can finish in-flight
@@ -173,6 +193,22 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	})
 	defer stopWatch()
+	// Losing the lease is not a graceful stop: nothing may drain, another
+	// process may already be acting for the account.
+	var leaseLost atomic.Bool
+	if l := r.opts.Lease; l != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-l.Lost():
+				leaseLost.Store(true)
+				r.log.Error("Account lease lost: disconnecting at once")
+				cancelClient()
+			case <-done:
+			}
+		}()
+	}
 
 	runErr := waiter.Run(clientCtx, func(wctx context.Context) error {
 		return client.Run(wctx, func(cctx context.Context) error {
@@ -183,6 +219,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			return r.serve(ctx, cctx, cancelClient, client, mgr, fatal)
 		})
 	})
+	if leaseLost.Load() {
+		return ErrLeaseLost
+	}
 	if errors.Is(runErr, errStopped) || (runErr != nil && ctx.Err() != nil && errors.Is(runErr, context.Canceled)) {
 		runErr = nil
 	}
@@ -214,7 +253,7 @@ func (r *Runner) serve(stop, cctx context.Context, cancelClient context.CancelFu
 	if err := r.peers.Remember(cctx, []tg.UserClass{self}, nil); err != nil {
 		return err
 	}
-	sess := &Session{Account: "default", API: client.API(), Self: self, Peers: r.peers, Store: r.store, Log: r.log}
+	sess := &Session{Account: r.opts.Account, API: client.API(), Self: self, Peers: r.peers, Store: r.store, Log: r.log}
 
 	// intake: the updates manager; work: services. Both end on stop, the
 	// manager first so no new events arrive while services drain.

@@ -92,7 +92,7 @@ func (e *env) runWith(t testing.TB, opts runner.Options, withStack bool) (stop f
 	st, err := store.Open(context.Background(), e.dir, store.Options{})
 	require.NoError(t, err)
 	if withStack {
-		stack, err = runner.NewStack(e.cfg, st, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+		stack, err = runner.NewStack(e.cfg, store.Bolt(st), zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 		require.NoError(t, err)
 		stack.SelfPath = e.selfPath
 		opts.Services = append(opts.Services, stack)
@@ -107,7 +107,7 @@ func (e *env) runWith(t testing.TB, opts runner.Options, withStack bool) (stop f
 		}
 		ready <- s
 	}
-	r := runner.New(e.cfg, st, opts)
+	r := runner.New(e.cfg, store.Bolt(st), opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -133,7 +133,7 @@ func (e *env) runWith(t testing.TB, opts runner.Options, withStack bool) (stop f
 }
 
 // readEvents reads the journal as a named consumer until pred holds.
-func readEvents(t *testing.T, c *store.Consumer, pred func([]*pb.Event) bool) []*pb.Event {
+func readEvents(t *testing.T, c store.JournalConsumer, pred func([]*pb.Event) bool) []*pb.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -207,7 +207,7 @@ func TestStopWhileUnreachable(t *testing.T) {
 	st, err := store.Open(context.Background(), e.dir, store.Options{})
 	require.NoError(t, err)
 	defer st.Close()
-	r := runner.New(e.cfg, st, runner.Options{})
+	r := runner.New(e.cfg, store.Bolt(st), runner.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

@@ -30,11 +30,14 @@ import (
 // journal. It is a Service.
 type Stack struct {
 	cfg   *config.Config
-	store *store.Store
+	store store.Backend
 	log   *zap.Logger
 	specs []pluginhost.Spec
 	// SelfPath overrides the binary that serves builtin plugins.
 	SelfPath string
+	// PauseFile is where a pause survives restarts; NewStack sets it to
+	// PAUSED in a bbolt store's directory. Empty: pauses last until exit.
+	PauseFile string
 
 	account string
 	started time.Time
@@ -48,11 +51,14 @@ type Stack struct {
 
 // NewStack maps the config's plugins into host specs and checks them; it
 // starts nothing.
-func NewStack(cfg *config.Config, st *store.Store, log *zap.Logger) (*Stack, error) {
+func NewStack(cfg *config.Config, st store.Backend, log *zap.Logger) (*Stack, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	s := &Stack{store: st, log: log, ready: make(chan struct{})}
+	if bs, ok := store.BoltStore(st); ok {
+		s.PauseFile = filepath.Join(bs.Dir(), "PAUSED")
+	}
 	cfg, specs, err := stackConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -208,7 +214,7 @@ func (s *Stack) Run(ctx context.Context, sess *Session) error {
 		Logger: s.log.Named("guard"),
 		Notify: notify,
 	}, guard.Options{
-		PauseFile: filepath.Join(s.store.Dir(), "PAUSED"),
+		PauseFile: s.PauseFile,
 		Plugins:   s.pluginLimits(),
 	})
 	guarded = g.Wrap(exec)
@@ -273,7 +279,7 @@ func (s *Stack) feed(ctx context.Context, instance string) (pluginhost.Feed, err
 	return journalFeed{c: c}, nil
 }
 
-type journalFeed struct{ c *store.Consumer }
+type journalFeed struct{ c store.JournalConsumer }
 
 func (f journalFeed) Read(ctx context.Context, after uint64, max int) ([]*pb.Event, error) {
 	entries, err := f.c.Next(ctx, after, max)
@@ -388,7 +394,7 @@ func (a hostAuditor) Record(_ context.Context, e pluginhost.AuditEntry) {
 	})
 }
 
-type storeKV struct{ st *store.Store }
+type storeKV struct{ st store.Backend }
 
 func (k storeKV) Get(ctx context.Context, plugin, key string) ([]byte, bool, error) {
 	v, err := k.st.PluginKV(plugin).Get(ctx, key)

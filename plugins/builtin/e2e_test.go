@@ -83,10 +83,10 @@ func newWorld(t *testing.T, plugins string) *world {
 
 	w.st, err = store.Open(ctx, cfg.Storage.Dir, store.Options{})
 	require.NoError(t, err)
-	w.stack, err = runner.NewStack(cfg, w.st, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	w.stack, err = runner.NewStack(cfg, store.Bolt(w.st), zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	require.NoError(t, err)
 	ready := make(chan struct{}, 1)
-	r := runner.New(cfg, w.st, runner.Options{
+	r := runner.New(cfg, store.Bolt(w.st), runner.Options{
 		Sandbox:  sb,
 		Login:    runner.SandboxLogin(sb, "9996620000", ""),
 		Services: []runner.Service{w.stack},

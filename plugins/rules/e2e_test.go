@@ -103,10 +103,10 @@ func (e *env) run(t *testing.T) (stop func()) {
 	t.Helper()
 	st, err := store.Open(context.Background(), e.dir, store.Options{})
 	require.NoError(t, err)
-	stack, err := runner.NewStack(e.cfg, st, zaptest.NewLogger(t, zaptest.Level(testLogLevel)))
+	stack, err := runner.NewStack(e.cfg, store.Bolt(st), zaptest.NewLogger(t, zaptest.Level(testLogLevel)))
 	require.NoError(t, err)
 	ready := make(chan struct{}, 1)
-	r := runner.New(e.cfg, st, runner.Options{
+	r := runner.New(e.cfg, store.Bolt(st), runner.Options{
 		Services: []runner.Service{stack},
 		Sandbox:  e.sb,
 		Login:    runner.SandboxLogin(e.sb, e.owner.Phone, ""),
