@@ -27,13 +27,17 @@ type Config struct {
 	// Version is the schema version (the top-level "version" key).
 	Version int
 
+	// Account is the single account of account:. With accounts: it is
+	// empty; ForAccount gives each account's own config.
 	Account Account
-	Server  Server
-	Storage Storage
-	Log     Log
-	Limits  Limits
-	Plugins []Plugin
-	Ops     Ops
+	// Accounts is accounts: (several accounts in one runner).
+	Accounts []AccountEntry
+	Server   Server
+	Storage  Storage
+	Log      Log
+	Limits   Limits
+	Plugins  []Plugin
+	Ops      Ops
 
 	// Rules are the YAML automations of rules: and of the rules_files: the
 	// config includes (RulesFiles, as named in problems), in that order.

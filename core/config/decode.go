@@ -35,13 +35,14 @@ var sections = []section{
 	{"rules", decodeRules},
 	// After rules: the files' rules follow the inline ones.
 	{"rules_files", decodeRulesFiles},
+	// After limits and plugins: an account inherits them.
+	{"accounts", decodeAccounts},
 }
 
 // plannedSections are top-level keys later versions add; a config written
 // for such a version gets a clearer message than a typo hint.
 var plannedSections = map[string]string{
-	"metrics":  "metrics: is not supported by this version yet",
-	"accounts": "several accounts are not supported by this version yet; use account:",
+	"metrics": "metrics: is not supported by this version yet",
 }
 
 // decoder walks a yaml.Node tree, filling a Config and collecting problems.

@@ -102,13 +102,15 @@ func provision(c *Config) {
 // phone number is commonly printed in), for the log redactor.
 func (c *Config) SecretValues() []string {
 	var out []string
-	for _, s := range []Secret{c.Account.APIHash, c.Account.Password} {
-		if s.IsSet() {
-			out = append(out, s.Reveal())
+	for _, a := range c.allAccounts() {
+		for _, s := range []Secret{a.APIHash, a.Password} {
+			if s.IsSet() {
+				out = append(out, s.Reveal())
+			}
 		}
-	}
-	if c.Account.Phone.IsSet() {
-		out = append(out, PhoneForms(c.Account.Phone.Reveal())...)
+		if a.Phone.IsSet() {
+			out = append(out, PhoneForms(a.Phone.Reveal())...)
+		}
 	}
 	return out
 }

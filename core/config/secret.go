@@ -96,9 +96,11 @@ func (s Secret) EnvName() string {
 // from, so that they are never passed on to plugins.
 func (c *Config) SecretEnvNames() []string {
 	var out []string
-	for _, s := range []Secret{c.Account.APIHash, c.Account.Phone, c.Account.Password} {
-		if n := s.EnvName(); n != "" {
-			out = append(out, n)
+	for _, a := range c.allAccounts() {
+		for _, s := range []Secret{a.APIHash, a.Phone, a.Password} {
+			if n := s.EnvName(); n != "" {
+				out = append(out, n)
+			}
 		}
 	}
 	return out

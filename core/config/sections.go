@@ -16,40 +16,11 @@ import (
 )
 
 func decodeAccount(d *decoder, c *Config, top *fields) {
-	f := top.sub("account",
-		"api_id", "api_hash", "api_hash_file", "phone", "phone_file",
-		"password", "password_file", "allow_published_api_id",
-		"allow_literal_secrets", "device")
+	f := top.sub("account", accountKeys...)
 	if f == nil {
 		return
 	}
-	a := &c.Account
-	if v := f.get("api_id"); v != nil && v.Kind == yaml.ScalarNode && v.ShortTag() == "!!str" && envRefRe.MatchString(v.Value) {
-		// api_id is not secret, but people keep it next to the hash in env.
-		s, ok := d.expand(v, f.p("api_id"), v.Value)
-		if ok {
-			n, err := strconv.Atoi(strings.TrimSpace(s))
-			if err != nil || n < 1 {
-				d.errorf(v, f.p("api_id"), "expected a positive integer from %s, got %q", v.Value, s)
-			} else {
-				a.APIID = n
-			}
-		}
-	} else {
-		f.integer("api_id", &a.APIID, 1, 1<<31-1)
-	}
-	f.secret("api_hash", &a.APIHash)
-	f.secret("phone", &a.Phone)
-	f.secret("password", &a.Password)
-	f.boolean("allow_published_api_id", &a.AllowPublishedAPIID)
-	f.boolean("allow_literal_secrets", &a.AllowLiteralSecrets)
-	if dev := f.sub("device", "model", "system_version", "app_version", "lang_code", "system_lang_code"); dev != nil {
-		dev.str("model", &a.Device.Model)
-		dev.str("system_version", &a.Device.SystemVersion)
-		dev.str("app_version", &a.Device.AppVersion)
-		dev.str("lang_code", &a.Device.LangCode)
-		dev.str("system_lang_code", &a.Device.SystemLangCode)
-	}
+	decodeAccountKeys(d, &c.Account, f)
 }
 
 // server: accepts the shorthand "server: sandbox" and the mapping form.
@@ -327,7 +298,7 @@ func decodePlugins(d *decoder, c *Config, top *fields) {
 	}
 	for i, it := range items {
 		p := defaultPlugin(RateLimit{})
-		path := indexPath("plugins", i)
+		path := indexPath(top.p("plugins"), i)
 		if isNull(it) {
 			d.errorf(it, path, "empty plugin entry; it needs at least a name, and a path or a builtin")
 			continue

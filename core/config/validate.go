@@ -19,7 +19,10 @@ func (c *Config) Validate() error {
 }
 
 type validator struct {
-	c        *Config
+	c *Config
+	// prefix is put before every path: "accounts[1]." while checking an
+	// account's own plugins and limits.
+	prefix   string
 	failed   map[string]bool
 	problems []Problem
 }
@@ -29,7 +32,10 @@ type validator struct {
 func (c *Config) validate(failed map[string]bool) []Problem {
 	v := &validator{c: c, failed: failed}
 	c.Warnings = nil
-	v.account()
+	if len(c.Accounts) == 0 {
+		v.accountAt("account", c.Account)
+	}
+	v.accounts()
 	v.server()
 	if c.Version != CurrentVersion {
 		v.errorf("version", "this runner reads version %d; got %d", CurrentVersion, c.Version)
@@ -107,18 +113,17 @@ var (
 
 const getAPIID = "get your own at https://my.telegram.org → API development tools"
 
-func (v *validator) account() {
-	a := v.c.Account
+func (v *validator) accountAt(at string, a Account) {
 	sandbox := v.c.Server.Type == ServerSandbox
 	if a.APIID == 0 && !sandbox {
-		v.errorf("account.api_id", "required: the api_id of your app (%s)", getAPIID)
+		v.errorf(at+".api_id", "required: the api_id of your app (%s)", getAPIID)
 	}
 	switch {
 	case !a.APIHash.IsSet() && !sandbox:
-		v.errorf("account.api_hash", "required: set api_hash: ${TG_API_HASH} or api_hash_file: /run/secrets/tg_api_hash (%s)", getAPIID)
+		v.errorf(at+".api_hash", "required: set api_hash: ${TG_API_HASH} or api_hash_file: /run/secrets/tg_api_hash (%s)", getAPIID)
 	case a.APIHash.IsSet() && !apiHashRe.MatchString(a.APIHash.Reveal()):
 		// Never print the value: only its shape.
-		v.errorf("account.api_hash", "expected 32 hexadecimal characters as shown on my.telegram.org, got %d characters", len(a.APIHash.Reveal()))
+		v.errorf(at+".api_hash", "expected 32 hexadecimal characters as shown on my.telegram.org, got %d characters", len(a.APIHash.Reveal()))
 	}
 	for _, s := range []struct {
 		key    string
@@ -127,29 +132,29 @@ func (v *validator) account() {
 		if s.secret.Source() != SourceLiteral {
 			continue
 		}
-		path := "account." + s.key
+		path := at + "." + s.key
 		if a.AllowLiteralSecrets {
-			v.warnf(path, "written literally in the config (allowed by account.allow_literal_secrets); anyone who can read the file can read it")
+			v.warnf(path, "written literally in the config (allowed by %s.allow_literal_secrets); anyone who can read the file can read it", at)
 			continue
 		}
-		v.errorf(path, "a literal %s in the config file is refused: use %s: ${TG_%s} or %s_file: /run/secrets/tg_%s, or set account.allow_literal_secrets: true",
-			s.key, s.key, strings.ToUpper(s.key), s.key, s.key)
+		v.errorf(path, "a literal %s in the config file is refused: use %s: ${TG_%s} or %s_file: /run/secrets/tg_%s, or set %s.allow_literal_secrets: true",
+			s.key, s.key, strings.ToUpper(s.key), s.key, s.key, at)
 	}
 	if a.Phone.IsSet() {
 		digits := strings.NewReplacer(" ", "", "-", "", "(", "", ")", "", ".", "").Replace(a.Phone.Reveal())
 		if !phoneRe.MatchString(digits) {
-			v.errorf("account.phone", "expected an international phone number such as +15551234567 (7 to 15 digits)")
+			v.errorf(at+".phone", "expected an international phone number such as +15551234567 (7 to 15 digits)")
 		}
 	}
 	if app, published := PublishedAPIID(a.APIID); published && v.c.Server.Type == ServerProduction {
 		if a.AllowPublishedAPIID {
-			v.warnf("account.api_id", "%d is a published api_id (%s); Telegram may answer API_ID_PUBLISHED_FLOOD", a.APIID, app)
+			v.warnf(at+".api_id", "%d is a published api_id (%s); Telegram may answer API_ID_PUBLISHED_FLOOD", a.APIID, app)
 			return
 		}
-		v.problem("account.api_id", ErrPublishedAPIID,
+		v.problem(at+".api_id", ErrPublishedAPIID,
 			"%d is a published api_id (%s); Telegram limits published ids server-side and refuses them with API_ID_PUBLISHED_FLOOD, and using one risks the account. "+
 				"Every app needs its own: log in at https://my.telegram.org, open \"API development tools\", create an app and copy its api_id and api_hash. "+
-				"(To use it anyway, set account.allow_published_api_id: true.)", a.APIID, app)
+				"(To use it anyway, set %s.allow_published_api_id: true.)", a.APIID, app, at)
 	}
 }
 
@@ -179,10 +184,10 @@ func (v *validator) limits() {
 		path string
 		rl   RateLimit
 	}{
-		{"limits.send.per_chat", l.Send.PerChat},
-		{"limits.send.per_group", l.Send.PerGroup},
-		{"limits.send.global", l.Send.Global},
-		{"limits.send.plugin", l.Send.Plugin},
+		{v.prefix + "limits.send.per_chat", l.Send.PerChat},
+		{v.prefix + "limits.send.per_group", l.Send.PerGroup},
+		{v.prefix + "limits.send.global", l.Send.Global},
+		{v.prefix + "limits.send.plugin", l.Send.Plugin},
 	} {
 		if r.rl.Rate.IsZero() {
 			v.errorf(r.path, "rate must be set, such as 20/min")
@@ -192,14 +197,14 @@ func (v *validator) limits() {
 		}
 	}
 	if l.Send.PerChat.Rate.PerSecond() > l.Send.Global.Rate.PerSecond()*60 {
-		v.warnf("limits.send.per_chat", "allows more than a minute's worth of the global rate each second; the global limit will do all the throttling")
+		v.warnf(v.prefix+"limits.send.per_chat", "allows more than a minute's worth of the global rate each second; the global limit will do all the throttling")
 	}
-	v.enum("limits.flood_wait.on_exceed", l.FloodWait.OnExceed, OnExceedRetryLater, OnExceedFail)
+	v.enum(v.prefix+"limits.flood_wait.on_exceed", l.FloodWait.OnExceed, OnExceedRetryLater, OnExceedFail)
 	if l.RPC.Interval <= 0 || l.RPC.Burst < 1 {
-		v.errorf("limits.rpc", "interval must be positive and burst at least 1")
+		v.errorf(v.prefix+"limits.rpc", "interval must be positive and burst at least 1")
 	}
 	if q := l.QuietHours; q != nil && q.From == q.To {
-		v.errorf("limits.quiet_hours", "from and to are the same time; remove quiet_hours to have none")
+		v.errorf(v.prefix+"limits.quiet_hours", "from and to are the same time; remove quiet_hours to have none")
 	}
 }
 
@@ -209,7 +214,7 @@ var sha256Re = regexp.MustCompile(`^[0-9a-f]{64}$`)
 func (v *validator) plugins() {
 	seen := map[string]int{}
 	for i, p := range v.c.Plugins {
-		path := indexPath("plugins", i)
+		path := indexPath(v.prefix+"plugins", i)
 		switch {
 		case p.Name == "":
 			v.errorf(path+".name", "required: a short name such as echo")
