@@ -92,6 +92,7 @@ func newLoginCmd() *cobra.Command {
 		phone     string
 		code      secretFlags
 		password  secretFlags
+		account   string
 	)
 	cmd := &cobra.Command{
 		Use:   "login",
@@ -120,6 +121,9 @@ environment variable or a command instead of the terminal.`,
 				return err
 			}
 			defer lg.Close()
+			if cfg, err = accountConfig(cfg, account); err != nil {
+				return err
+			}
 			st, err := openStore(ctx, cfg)
 			if err != nil {
 				return err
@@ -188,19 +192,24 @@ environment variable or a command instead of the terminal.`,
 	cmd.Flags().StringVar(&firstName, "first-name", "", "first name for --sign-up")
 	cmd.Flags().StringVar(&lastName, "last-name", "", "last name for --sign-up")
 	cmd.Flags().StringVar(&phone, "phone", "", "phone number (default account.phone)")
+	cmd.Flags().StringVar(&account, "account", "", "the account to log in, by its name in accounts: (needed when there are several)")
 	code.register(cmd, "code", "login code")
 	password.register(cmd, "password", "2FA password")
 	return cmd
 }
 
 func newLogoutCmd() *cobra.Command {
-	return &cobra.Command{
+	var account string
+	cmd := &cobra.Command{
 		Use:   "logout",
 		Short: "Terminate the session on the server and wipe it locally",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
 			if err != nil {
+				return err
+			}
+			if cfg, err = accountConfig(cfg, account); err != nil {
 				return err
 			}
 			st, err := openStore(cmd.Context(), cfg)
@@ -215,4 +224,6 @@ func newLogoutCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&account, "account", "", "the account to log out, by its name in accounts: (needed when there are several)")
+	return cmd
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -13,6 +15,7 @@ import (
 	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/runner"
 	"github.com/tgrunner/tgrunner/core/store"
+	"github.com/tgrunner/tgrunner/sandbox"
 )
 
 func newRunCmd() *cobra.Command {
@@ -42,6 +45,9 @@ finish, state is flushed); a second one exits at once.`,
 }
 
 func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
+	if len(cfg.Accounts) > 0 {
+		return runAccounts(cmd.Context(), cfg, log)
+	}
 	ctx := cmd.Context()
 	if cfg.Server.Type == config.ServerSandbox {
 		// The embedded sandbox lives in memory: a session or update state
@@ -79,6 +85,7 @@ func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
 	}
 	go pauseOnSignals(ctx, stack, log)
 	go reloadOnSIGHUP(ctx, reload, log)
+	opts.Account = runner.DefaultAccount
 	r := runner.New(cfg, store.Bolt(st), opts)
 	runErr := r.Run(ctx)
 	finishOps(runErr)
@@ -131,4 +138,83 @@ func reloadOnSIGHUP(ctx context.Context, reload func(context.Context) error, log
 			_ = reload(ctx)
 		}
 	}
+}
+
+// runAccounts runs every account of accounts: in this process, each with
+// its own storage directory, session, guard, plugins and journal. One
+// account stopping on an error does not stop the others; Run returns once
+// all have stopped, with every account's error.
+//
+// The ops servers (metrics, health, status page, control socket) and SIGHUP
+// reload serve a single account and are not started here yet.
+func runAccounts(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+	var sb *sandbox.Server
+	if cfg.Server.Type == config.ServerSandbox {
+		cfg.Storage.Dir = runnerStorageDir(cfg)
+		if err := os.RemoveAll(cfg.Storage.Dir); err != nil {
+			return fmt.Errorf("reset sandbox storage: %w", err)
+		}
+		var err error
+		if sb, _, err = embeddedSandbox(ctx, cfg, log); err != nil {
+			return err
+		}
+		defer sb.Close()
+		log.Info("Embedded sandbox started", zap.String("addr", sb.Addr()))
+	}
+	log.Warn("Several accounts in one runner: metrics, health, the status page and the control socket are not served in this mode yet")
+	names := cfg.AccountNames()
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		acfg, err := cfg.ForAccount(name)
+		if err != nil {
+			return err
+		}
+		alog := log.With(zap.String("account", name))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := runOneAccount(ctx, acfg, name, i, sb, alog); err != nil {
+				alog.Error("Account stopped", zap.Error(err))
+				errs[i] = fmt.Errorf("account %s: %w", name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	log.Info("Stopped")
+	return nil
+}
+
+// runOneAccount runs account name (the i-th) until ctx ends.
+func runOneAccount(ctx context.Context, cfg *config.Config, name string, i int, sb *sandbox.Server, log *zap.Logger) error {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	opts := runner.Options{Logger: log, Account: name}
+	if sb != nil {
+		phone := cfg.Account.Phone.Reveal()
+		if phone == "" {
+			// Distinct owners, so no two accounts share a session.
+			phone = fmt.Sprintf("99966%05d", i+1)
+		}
+		if _, ok := sb.UserByPhone(phone); !ok {
+			if _, err := sb.CreateUser(ctx, sandbox.UserSpec{Phone: phone, FirstName: "Owner " + name}); err != nil {
+				return fmt.Errorf("create sandbox owner: %w", err)
+			}
+		}
+		opts.Sandbox = sb
+		opts.Login = runner.SandboxLogin(sb, phone, cfg.Account.Password.Reveal())
+	}
+	stack, err := buildStack(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	opts.Services = []runner.Service{stack}
+	go pauseOnSignals(ctx, stack, log)
+	return runner.New(cfg, store.Bolt(st), opts).Run(ctx)
 }

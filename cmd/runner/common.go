@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -75,6 +76,24 @@ func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
 	return st, nil
+}
+
+// accountConfig is the config of the account named by --account. With a
+// single account the flag may be left out.
+func accountConfig(cfg *config.Config, name string) (*config.Config, error) {
+	names := cfg.AccountNames()
+	if name == "" {
+		if len(names) > 1 {
+			return nil, usageError{fmt.Errorf("the config has %d accounts (%s): choose one with --account NAME",
+				len(names), strings.Join(names, ", "))}
+		}
+		name = names[0]
+	}
+	acfg, err := cfg.ForAccount(name)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return acfg, nil
 }
 
 var _ = runner.ErrNotLoggedIn
