@@ -122,8 +122,13 @@ type Storage struct {
 	// Dir holds the bbolt database (session, peers, update state, journal)
 	// and per-plugin working directories. Absolute after loading.
 	Dir string
-	// A later "url" (redis://...) will sit next to Dir; until then it is
-	// rejected as an unknown key.
+	// URL, when set (redis://, rediss:// or unix://), keeps everything
+	// durable in Redis instead, and every account runs under a lease there.
+	// A secret: it may carry a password.
+	URL Secret
+	// LeaseTTL is how long an account's lease lives without renewal: a dead
+	// runner's accounts move to another within it (plus a margin).
+	LeaseTTL time.Duration
 }
 
 // Log level names.

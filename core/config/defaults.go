@@ -9,7 +9,9 @@ import (
 // explains each one.
 const (
 	DefaultStorageDir = "./data"
-	DefaultTestDC     = 2
+	// DefaultLeaseTTL is storage.lease_ttl's default.
+	DefaultLeaseTTL = 15 * time.Second
+	DefaultTestDC   = 2
 )
 
 // Default returns a Config with every default applied and no credentials.
@@ -17,7 +19,7 @@ func Default() *Config {
 	return &Config{
 		Version: CurrentVersion,
 		Server:  Server{Type: ServerProduction},
-		Storage: Storage{Dir: DefaultStorageDir},
+		Storage: Storage{Dir: DefaultStorageDir, LeaseTTL: DefaultLeaseTTL},
 		Log: Log{
 			Level:  LevelInfo,
 			Format: FormatText,

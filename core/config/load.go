@@ -112,6 +112,9 @@ func (c *Config) SecretValues() []string {
 			out = append(out, PhoneForms(a.Phone.Reveal())...)
 		}
 	}
+	if c.Storage.URL.IsSet() {
+		out = append(out, c.Storage.URL.Reveal())
+	}
 	return out
 }
 

@@ -97,7 +97,7 @@ func (s Secret) EnvName() string {
 func (c *Config) SecretEnvNames() []string {
 	var out []string
 	for _, a := range c.allAccounts() {
-		for _, s := range []Secret{a.APIHash, a.Phone, a.Password} {
+		for _, s := range []Secret{a.APIHash, a.Phone, a.Password, c.Storage.URL} {
 			if n := s.EnvName(); n != "" {
 				out = append(out, n)
 			}

@@ -151,11 +151,12 @@ func readPublicKeys(path string) ([]*rsa.PublicKey, error) {
 }
 
 func decodeStorage(d *decoder, c *Config, top *fields) {
-	f := top.sub("storage", "dir")
+	f := top.sub("storage", "dir", "url", "url_file", "lease_ttl")
 	if f == nil {
 		return
 	}
 	f.filePath("dir", &c.Storage.Dir)
+	decodeStorageURL(c, f)
 }
 
 func decodeLog(d *decoder, c *Config, top *fields) {

@@ -43,6 +43,7 @@ func (c *Config) validate(failed map[string]bool) []Problem {
 	if c.Storage.Dir == "" {
 		v.errorf("storage.dir", "must not be empty")
 	}
+	v.storageURL()
 	v.enum("log.level", c.Log.Level, LevelDebug, LevelInfo, LevelWarn, LevelError)
 	v.enum("log.format", c.Log.Format, FormatText, FormatJSON)
 	v.enum("log.redact.phone_numbers", c.Log.Redact.PhoneNumbers, RedactPhonesPlus, RedactPhonesDigits, RedactPhonesOff)
