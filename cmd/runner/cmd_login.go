@@ -20,7 +20,6 @@ import (
 
 	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/runner"
-	"github.com/tgrunner/tgrunner/core/store"
 )
 
 // secretFlags name where a secret comes from when nobody is at the
@@ -121,14 +120,15 @@ environment variable or a command instead of the terminal.`,
 				return err
 			}
 			defer lg.Close()
-			if cfg, err = accountConfig(cfg, account); err != nil {
-				return err
-			}
-			st, err := openStore(ctx, cfg)
+			name, cfg, err := accountConfigName(cfg, account)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
+			st, closeStore, err := openBackend(ctx, cfg, name)
+			if err != nil {
+				return err
+			}
+			defer closeStore()
 			if cfg.Server.Type == config.ServerSandbox {
 				return errors.New("server: sandbox logs in by itself on `runner run`; nothing to do")
 			}
@@ -178,12 +178,12 @@ environment variable or a command instead of the terminal.`,
 					WhiteBlackChar: qrterminal.WHITE_BLACK, QuietZone: 2})
 				return nil
 			}}
-			self, err := runner.Login(ctx, cfg, store.Bolt(st), nil, opts)
+			self, err := runner.Login(ctx, cfg, st, nil, opts)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Logged in as %s (id %d). The session is in %s.\n",
-				strings.TrimSpace(self.FirstName+" "+self.LastName), self.ID, cfg.Storage.Dir)
+				strings.TrimSpace(self.FirstName+" "+self.LastName), self.ID, st.Describe())
 			return nil
 		},
 	}
@@ -209,15 +209,16 @@ func newLogoutCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if cfg, err = accountConfig(cfg, account); err != nil {
-				return err
-			}
-			st, err := openStore(cmd.Context(), cfg)
+			name, cfg, err := accountConfigName(cfg, account)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			if err := runner.Logout(cmd.Context(), cfg, store.Bolt(st), nil); err != nil {
+			st, closeStore, err := openBackend(cmd.Context(), cfg, name)
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			if err := runner.Logout(cmd.Context(), cfg, st, nil); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "Logged out; the session was wiped.")

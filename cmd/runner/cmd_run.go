@@ -13,8 +13,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/lease"
 	"github.com/tgrunner/tgrunner/core/runner"
 	"github.com/tgrunner/tgrunner/core/store"
+	"github.com/tgrunner/tgrunner/core/store/redisstore"
 	"github.com/tgrunner/tgrunner/sandbox"
 )
 
@@ -45,6 +47,9 @@ finish, state is flushed); a second one exits at once.`,
 }
 
 func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
+	if cfg.UsesRedis() {
+		return runOnRedis(cmd.Context(), cfg, nil, log)
+	}
 	if len(cfg.Accounts) > 0 {
 		return runAccounts(cmd.Context(), cfg, log)
 	}
@@ -195,7 +200,14 @@ func runOneAccount(ctx context.Context, cfg *config.Config, name string, i int, 
 		return err
 	}
 	defer st.Close()
-	opts := runner.Options{Logger: log, Account: name}
+	return serveAccount(ctx, cfg, name, i, store.Bolt(st), nil, sb, log)
+}
+
+// serveAccount runs one account's runner and stack over st until ctx ends
+// (or, with a lease, until the lease is lost).
+func serveAccount(ctx context.Context, cfg *config.Config, name string, i int, st store.Backend, le runner.Lease,
+	sb *sandbox.Server, log *zap.Logger) error {
+	opts := runner.Options{Logger: log, Account: name, Lease: le}
 	if sb != nil {
 		phone := cfg.Account.Phone.Reveal()
 		if phone == "" {
@@ -210,11 +222,77 @@ func runOneAccount(ctx context.Context, cfg *config.Config, name string, i int, 
 		opts.Sandbox = sb
 		opts.Login = runner.SandboxLogin(sb, phone, cfg.Account.Password.Reveal())
 	}
-	stack, err := buildStack(cfg, st, log)
+	stack, err := runner.NewStack(cfg, st, log)
 	if err != nil {
 		return err
 	}
 	opts.Services = []runner.Service{stack}
 	go pauseOnSignals(ctx, stack, log)
-	return runner.New(cfg, store.Bolt(st), opts).Run(ctx)
+	return runner.New(cfg, st, opts).Run(ctx)
+}
+
+// runOnRedis runs the config's accounts with storage in Redis. Every
+// account runs under its lease: of all the runner processes sharing the
+// Redis, only the holder connects it; a runner that dies or stalls past
+// storage.lease_ttl loses its accounts to the others, which resume them
+// from the shared journal. sb, when set, is the server the accounts log in
+// to (tests); the embedded sandbox cannot be shared between processes.
+func runOnRedis(ctx context.Context, cfg *config.Config, sb *sandbox.Server, log *zap.Logger) error {
+	rdb, err := redisClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if sb == nil && cfg.Server.Type == config.ServerSandbox {
+		if sb, _, err = embeddedSandbox(ctx, cfg, log); err != nil {
+			return err
+		}
+		defer sb.Close()
+	}
+	locker, err := lease.NewLocker(rdb, lease.Options{TTL: cfg.Storage.LeaseTTL})
+	if err != nil {
+		return err
+	}
+	names := cfg.AccountNames()
+	index := map[string]int{}
+	for i, n := range names {
+		index[n] = i
+	}
+	if len(names) > 1 || len(cfg.Accounts) > 0 {
+		log.Warn("Several accounts in one runner: metrics, health, the status page and the control socket are not served in this mode yet")
+	}
+	mgr, err := lease.NewManager(locker, lease.ManagerOptions{
+		Accounts: names,
+		Log:      log.Named("lease"),
+		Start: func(ctx context.Context, le *lease.Lease) error {
+			name := le.Account()
+			acfg, err := cfg.ForAccount(name)
+			if err != nil {
+				return err
+			}
+			alog := log.With(zap.String("account", name))
+			st, err := redisstore.Open(ctx, rdb, name, le, redisstore.Options{})
+			if err != nil {
+				return fmt.Errorf("open storage of account %s: %w", name, err)
+			}
+			defer st.Close()
+			alog.Info("Account lease acquired", zap.Uint64("token", le.Token()), zap.String("storage", st.Describe()))
+			return serveAccount(ctx, acfg, name, index[name], st, le, sb, alog)
+		},
+		Stop: func(account string, cause error) {
+			if cause != nil {
+				log.Warn("Account stopped", zap.String("account", account), zap.Error(cause))
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("Running accounts under leases", zap.Strings("accounts", names), zap.String("holder", locker.Holder()),
+		zap.Duration("lease_ttl", locker.TTL()))
+	if err := mgr.Run(ctx); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	log.Info("Stopped")
+	return nil
 }

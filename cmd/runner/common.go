@@ -2,17 +2,24 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/lease"
 	"github.com/tgrunner/tgrunner/core/logging"
 	"github.com/tgrunner/tgrunner/core/runner"
 	"github.com/tgrunner/tgrunner/core/store"
+	"github.com/tgrunner/tgrunner/core/store/redisstore"
 	"github.com/tgrunner/tgrunner/sandbox"
 )
 
@@ -81,19 +88,79 @@ func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
 // accountConfig is the config of the account named by --account. With a
 // single account the flag may be left out.
 func accountConfig(cfg *config.Config, name string) (*config.Config, error) {
+	_, acfg, err := accountConfigName(cfg, name)
+	return acfg, err
+}
+
+// accountConfigName is accountConfig that also returns the account's name.
+func accountConfigName(cfg *config.Config, name string) (string, *config.Config, error) {
 	names := cfg.AccountNames()
 	if name == "" {
 		if len(names) > 1 {
-			return nil, usageError{fmt.Errorf("the config has %d accounts (%s): choose one with --account NAME",
+			return "", nil, usageError{fmt.Errorf("the config has %d accounts (%s): choose one with --account NAME",
 				len(names), strings.Join(names, ", "))}
 		}
 		name = names[0]
 	}
 	acfg, err := cfg.ForAccount(name)
 	if err != nil {
-		return nil, usageError{err}
+		return "", nil, usageError{err}
 	}
-	return acfg, nil
+	return name, acfg, nil
+}
+
+// openBackend opens the account's storage for a one-off command (login,
+// logout): the bbolt directory, or Redis under the account's lease, which
+// it holds until close so that no runner acts for the account meanwhile.
+func openBackend(ctx context.Context, cfg *config.Config, account string) (store.Backend, func(), error) {
+	if !cfg.UsesRedis() {
+		st, err := openStore(ctx, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		return store.Bolt(st), func() { _ = st.Close() }, nil
+	}
+	rdb, err := redisClient(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	host, _ := os.Hostname()
+	locker, err := lease.NewLocker(rdb, lease.Options{TTL: cfg.Storage.LeaseTTL, Holder: "login@" + host + ":" + strconv.Itoa(os.Getpid())})
+	if err != nil {
+		_ = rdb.Close()
+		return nil, nil, err
+	}
+	le, err := locker.Acquire(ctx, account)
+	var held *lease.HeldError
+	if errors.As(err, &held) {
+		_ = rdb.Close()
+		return nil, nil, fmt.Errorf("account %s is held by a running runner (%s): stop it first", account, held.Holder)
+	}
+	if err != nil {
+		_ = rdb.Close()
+		return nil, nil, err
+	}
+	st, err := redisstore.Open(ctx, rdb, account, le, redisstore.Options{})
+	release := func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = le.Release(rctx)
+		cancel()
+		_ = rdb.Close()
+	}
+	if err != nil {
+		release()
+		return nil, nil, fmt.Errorf("open storage: %w", err)
+	}
+	return st, func() { _ = st.Close(); release() }, nil
+}
+
+// redisClient connects to storage.url.
+func redisClient(cfg *config.Config) (*redis.Client, error) {
+	opts, err := redisstore.ParseURL(cfg.Storage.URL.Reveal())
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opts), nil
 }
 
 var _ = runner.ErrNotLoggedIn

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/lease"
+	"github.com/tgrunner/tgrunner/core/store/redisstore/redistest"
+)
+
+// runner run with storage.url runs every account under its lease in Redis.
+func TestRunOnRedisHoldsEveryAccount(t *testing.T) {
+	srv, err := redistest.Start()
+	if err != nil {
+		t.Skipf("redis-server: %v", err)
+	}
+	t.Cleanup(srv.Stop)
+	src := fmt.Sprintf(`version: 1
+server: sandbox
+storage:
+  dir: %s
+  url: %s
+  lease_ttl: 3s
+accounts:
+  - name: sales
+  - name: support
+`, t.TempDir(), srv.URL(0))
+	cfg, err := config.Parse("t.yaml", []byte(src), config.LoadOptions{LookupEnv: config.MapEnv(nil)})
+	require.NoError(t, err)
+	core, logs := observer.New(zapcore.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runOnRedis(ctx, cfg, nil, zap.New(core)) }()
+
+	ready := func(account string) bool {
+		for _, e := range logs.FilterMessage("Ready").All() {
+			if e.ContextMap()["account"] == account {
+				return true
+			}
+		}
+		return false
+	}
+	require.Eventually(t, func() bool { return ready("sales") && ready("support") }, 60*time.Second, 20*time.Millisecond)
+	rdb := srv.Client(0)
+	defer rdb.Close()
+	locker, err := lease.NewLocker(rdb, lease.Options{Holder: "probe"})
+	require.NoError(t, err)
+	for _, name := range []string{"sales", "support"} {
+		holder, token, err := locker.Current(ctx, name)
+		require.NoError(t, err)
+		require.NotEmpty(t, holder, "account %s is held", name)
+		require.NotZero(t, token)
+		// The session is in Redis, in the account's namespace.
+		n, err := rdb.Exists(ctx, lease.KeyPrefix("", name)+"session").Result()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, n, "the session of %s is in Redis", name)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("runOnRedis did not stop")
+	}
+}
