@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -16,12 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
 	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/lease"
 	"github.com/tgrunner/tgrunner/core/runner"
 	"github.com/tgrunner/tgrunner/core/store"
+	"github.com/tgrunner/tgrunner/core/store/redisstore"
+	"github.com/tgrunner/tgrunner/core/store/redisstore/redistest"
 	"github.com/tgrunner/tgrunner/sandbox"
 )
 
@@ -34,6 +39,59 @@ type crashSpec struct {
 	KeyFile string `json:"key_file"`
 	Dir     string `json:"dir"`
 	Total   int    `json:"total"`
+	// Redis, when set, is the storage URL: the child runs the account
+	// under its lease there instead of in Dir.
+	Redis   string `json:"redis,omitempty"`
+	Account string `json:"account,omitempty"`
+}
+
+// crashLeaseTTL is short so that each restart after a kill waits little
+// for the killed holder's lease to expire.
+const crashLeaseTTL = 2 * time.Second
+
+// openCrashRedis takes the account's lease (waiting for a killed holder's
+// to expire) and opens its Redis storage.
+func openCrashRedis(ctx context.Context, spec crashSpec) (store.Backend, *lease.Lease, func(), error) {
+	opts, err := redis.ParseURL(spec.Redis)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rdb := redis.NewClient(opts)
+	locker, err := lease.NewLocker(rdb, lease.Options{TTL: crashLeaseTTL})
+	if err != nil {
+		_ = rdb.Close()
+		return nil, nil, nil, err
+	}
+	var le *lease.Lease
+	for {
+		le, err = locker.Acquire(ctx, spec.Account)
+		var held *lease.HeldError
+		if !errors.As(err, &held) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			_ = rdb.Close()
+			return nil, nil, nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		_ = rdb.Close()
+		return nil, nil, nil, err
+	}
+	st, err := redisstore.Open(ctx, rdb, spec.Account, le, redisstore.Options{})
+	release := func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = le.Release(rctx)
+		cancel()
+		_ = rdb.Close()
+	}
+	if err != nil {
+		release()
+		return nil, nil, nil, err
+	}
+	return st, le, func() { _ = st.Close(); release() }, nil
 }
 
 const crashConsumer = "crash-consumer"
@@ -56,12 +114,30 @@ func crashChild() int {
 		<-ch
 		cancel()
 	}()
-	st, err := store.Open(ctx, spec.Dir, store.Options{LockTimeout: 10 * time.Second})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "open store:", err)
-		return 1
+	var (
+		backend store.Backend
+		le      runner.Lease
+	)
+	if spec.Redis != "" {
+		st, l, closeStore, err := openCrashRedis(ctx, spec)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "open redis storage:", err)
+			return 1
+		}
+		defer closeStore()
+		backend, le = st, l
+		// The parent kills at random points after this, not while the
+		// child waits for the killed holder's lease.
+		fmt.Println("leased")
+	} else {
+		st, err := store.Open(ctx, spec.Dir, store.Options{LockTimeout: 10 * time.Second})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "open store:", err)
+			return 1
+		}
+		defer st.Close()
+		backend = store.Bolt(st)
 	}
-	defer st.Close()
 	logger := zap.NewNop()
 	if path := os.Getenv("TGRUNNER_CRASH_LOG"); path != "" {
 		zc := zap.NewDevelopmentConfig()
@@ -69,9 +145,10 @@ func crashChild() int {
 		logger, _ = zc.Build()
 		defer logger.Sync()
 	}
-	r := runner.New(cfg, store.Bolt(st), runner.Options{
+	r := runner.New(cfg, backend, runner.Options{
 		Logger:   logger,
 		Services: []runner.Service{runner.ServiceFunc(consumeForCrashTest)},
+		Lease:    le,
 	})
 	if err := r.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "run:", err)
@@ -176,6 +253,20 @@ func TestCrashKillNineLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test kills and restarts a runner process 20 times; skipped in -short mode")
 	}
+	crashTest(t, "")
+}
+
+// The same on Redis: each restart takes the account's lease once the
+// killed holder's expired, and resumes from the journal in Redis.
+func TestCrashKillNineLosesNothingOnRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test kills and restarts a runner process 20 times; skipped in -short mode")
+	}
+	redistest.Client(t) // skips without redis-server
+	crashTest(t, os.Getenv(redistest.EnvURL))
+}
+
+func crashTest(t *testing.T, redisURL string) {
 	const (
 		total = 5000
 		kills = 20
@@ -204,15 +295,34 @@ func TestCrashKillNineLosesNothing(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "sandbox.pem")
 	require.NoError(t, os.WriteFile(keyFile, sb.PublicKeyPEM(), 0o600))
 	spec := crashSpec{Addr: sb.Addr(), DC: sb.DC(), KeyFile: keyFile, Dir: dir, Total: total}
+	if redisURL != "" {
+		spec.Redis, spec.Account = redisURL, fmt.Sprintf("crash-%d", time.Now().UnixNano())
+	}
+	// open opens the storage the children use.
+	open := func() (store.Backend, func()) {
+		if redisURL != "" {
+			st, _, closeStore, err := openCrashRedis(ctx, spec)
+			require.NoError(t, err)
+			return st, closeStore
+		}
+		st, err := store.Open(ctx, dir, store.Options{})
+		require.NoError(t, err)
+		return store.Bolt(st), func() { require.NoError(t, st.Close()) }
+	}
 
 	// Log in once, in-process; the child processes reuse the session.
 	cfg := crashConfig(spec)
-	st, err := store.Open(ctx, dir, store.Options{})
+	st, closeStore := open()
+	_, err = runner.Login(ctx, cfg, st, nil, runner.LoginOptions{Source: runner.SandboxLogin(sb, owner.Phone, "")})
 	require.NoError(t, err)
-	_, err = runner.Login(ctx, cfg, store.Bolt(st), nil, runner.LoginOptions{Source: runner.SandboxLogin(sb, owner.Phone, "")})
-	require.NoError(t, err)
-	require.NoError(t, st.Close())
+	closeStore()
 
+	// On Redis each restart first waits out the killed holder's lease, so
+	// the kills take longer: send slower to keep them among the messages.
+	pace := 5 * time.Millisecond
+	if redisURL != "" {
+		pace = 30 * time.Millisecond
+	}
 	// Senders: two private chats, a group and a channel, in parallel.
 	type route struct {
 		name string
@@ -238,7 +348,7 @@ func TestCrashKillNineLosesNothing(t *testing.T) {
 					}
 					// About 800 messages/s in all, so the kills land while
 					// messages are flowing, not after.
-					time.Sleep(5 * time.Millisecond)
+					time.Sleep(pace)
 				}
 			})
 		}
@@ -262,6 +372,10 @@ func TestCrashKillNineLosesNothing(t *testing.T) {
 		// Kill at a random point: sometimes before login completes,
 		// sometimes mid-catch-up, sometimes mid-batch.
 		wait := time.Duration(50+rand.IntN(700)) * time.Millisecond
+		if redisURL != "" {
+			for out.Scan() && out.Text() != "leased" {
+			}
+		}
 		go func() {
 			for out.Scan() {
 			}
@@ -306,9 +420,8 @@ wait:
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "graceful stop exits 0")
 
-	st, err = store.Open(ctx, dir, store.Options{})
-	require.NoError(t, err)
-	defer st.Close()
+	st, closeStore = open()
+	defer closeStore()
 	kv := st.PluginKV(crashConsumer)
 	dups, err := kv.List(ctx, "dup/", 0)
 	require.NoError(t, err)
@@ -355,7 +468,7 @@ func firstKeys(pairs []store.KVPair, n int) []string {
 
 // dumpJournal logs the journal entries that carry message n, to show why
 // it was delivered twice.
-func dumpJournal(t *testing.T, st *store.Store, n string) {
+func dumpJournal(t *testing.T, st store.Backend, n string) {
 	ctx := context.Background()
 	c, err := st.Journal().Consumer(ctx, "debug-dump", store.ConsumerOptions{})
 	require.NoError(t, err)
@@ -377,7 +490,7 @@ func dumpJournal(t *testing.T, st *store.Store, n string) {
 	}
 }
 
-func dumpOrder(t *testing.T, st *store.Store) {
+func dumpOrder(t *testing.T, st store.Backend) {
 	ctx := context.Background()
 	c, err := st.Journal().Consumer(ctx, "debug-order", store.ConsumerOptions{})
 	require.NoError(t, err)
