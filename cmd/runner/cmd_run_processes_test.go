@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tgrunner/tgrunner/core/config"
@@ -22,14 +23,26 @@ import (
 	"github.com/tgrunner/tgrunner/sandbox"
 )
 
-// Three runner processes share five accounts through Redis. Every account
-// is held by exactly one of them, the sandbox never sees an account
-// connected twice, and when the holder of two accounts is SIGKILLed both
-// resume in the other processes within the lease TTL plus a margin,
-// answering what arrived meanwhile exactly once.
-func TestThreeProcessesShareFiveAccounts(t *testing.T) {
+// sharedEnv is a sandbox, a redis-server and a config whose accounts, all
+// logged in, runner processes (the real binary) share through Redis.
+type sharedEnv struct {
+	t       *testing.T
+	ctx     context.Context
+	sb      *sandbox.Server
+	rdb     *redis.Client
+	locker  *lease.Locker
+	alice   *sandbox.User
+	owners  map[string]*sandbox.User
+	cfgPath string
+	bin     string
+	apiHash string
+	procs   map[int]*exec.Cmd
+	logs    map[int]string
+}
+
+func newSharedEnv(t *testing.T, names []string) *sharedEnv {
 	if testing.Short() {
-		t.Skip("builds the runner and starts three processes")
+		t.Skip("builds the runner and starts runner processes")
 	}
 	srv, err := redistest.Start()
 	if err != nil {
@@ -37,18 +50,18 @@ func TestThreeProcessesShareFiveAccounts(t *testing.T) {
 	}
 	t.Cleanup(srv.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
+	e := &sharedEnv{t: t, ctx: ctx, owners: map[string]*sandbox.User{}, procs: map[int]*exec.Cmd{}, logs: map[int]string{},
+		apiHash: "0123456789abcdef0123456789abcdef"}
 
-	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: t.TempDir()})
+	e.sb, err = sandbox.Start(ctx, sandbox.Options{Dir: t.TempDir()})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = sb.Close() })
+	t.Cleanup(func() { _ = e.sb.Close() })
 	keyFile := filepath.Join(t.TempDir(), "sandbox.pem")
-	require.NoError(t, os.WriteFile(keyFile, sb.PublicKeyPEM(), 0o600))
-	alice, err := sb.CreateUser(ctx, sandbox.UserSpec{Phone: "9996640000", FirstName: "Alice", Username: "alice"})
+	require.NoError(t, os.WriteFile(keyFile, e.sb.PublicKeyPEM(), 0o600))
+	e.alice, err = e.sb.CreateUser(ctx, sandbox.UserSpec{Phone: "9996640000", FirstName: "Alice", Username: "alice"})
 	require.NoError(t, err)
 
-	names := []string{"a1", "a2", "a3", "a4", "a5"}
-	owners := map[string]*sandbox.User{}
 	pingPath, pingSum := buildPingPlugin(t)
 	var b strings.Builder
 	fmt.Fprintf(&b, `version: 1
@@ -60,17 +73,16 @@ plugins:
     sha256: %s
     permissions: {actions: [send, edit], chats: [private]}
 accounts:
-`, sb.Addr(), sb.DC(), keyFile, t.TempDir(), srv.URL(0), pingPath, pingSum)
+`, e.sb.Addr(), e.sb.DC(), keyFile, t.TempDir(), srv.URL(0), pingPath, pingSum)
 	for i, name := range names {
-		u, err := sb.CreateUser(ctx, sandbox.UserSpec{Phone: fmt.Sprintf("99966400%02d", i+1), FirstName: "Owner " + name})
+		u, err := e.sb.CreateUser(ctx, sandbox.UserSpec{Phone: fmt.Sprintf("99966400%02d", i+1), FirstName: "Owner " + name})
 		require.NoError(t, err)
-		owners[name] = u
+		e.owners[name] = u
 		fmt.Fprintf(&b, "  - {name: %s, api_id: 1, api_hash: \"${TEST_API_HASH}\", phone: %q}\n", name, u.Phone)
 	}
-	cfgPath := filepath.Join(t.TempDir(), "tgrunner.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(b.String()), 0o600))
-	env := map[string]string{"TEST_API_HASH": "0123456789abcdef0123456789abcdef"}
-	cfg, err := config.Load(ctx, cfgPath, config.LoadOptions{LookupEnv: config.MapEnv(env)})
+	e.cfgPath = filepath.Join(t.TempDir(), "tgrunner.yaml")
+	require.NoError(t, os.WriteFile(e.cfgPath, []byte(b.String()), 0o600))
+	cfg, err := config.Load(ctx, e.cfgPath, config.LoadOptions{LookupEnv: config.MapEnv(map[string]string{"TEST_API_HASH": e.apiHash})})
 	require.NoError(t, err)
 
 	// Log every account in once; the processes share the sessions in Redis.
@@ -79,89 +91,119 @@ accounts:
 		require.NoError(t, err)
 		st, closeStore, err := openBackend(ctx, acfg, name)
 		require.NoError(t, err)
-		_, err = runner.Login(ctx, acfg, st, nil, runner.LoginOptions{Source: runner.SandboxLogin(sb, owners[name].Phone, "")})
+		_, err = runner.Login(ctx, acfg, st, nil, runner.LoginOptions{Source: runner.SandboxLogin(e.sb, e.owners[name].Phone, "")})
 		closeStore()
 		require.NoError(t, err, "log in %s", name)
 	}
 
-	bin := filepath.Join(t.TempDir(), "runner")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	e.bin = filepath.Join(t.TempDir(), "runner")
+	build := exec.Command("go", "build", "-o", e.bin, ".")
 	build.Stderr = os.Stderr
 	require.NoError(t, build.Run())
-	procs := map[int]*exec.Cmd{}
-	for i := range 3 {
-		cmd := exec.Command(bin, "run", "--config", cfgPath)
-		cmd.Env = append(os.Environ(), "TEST_API_HASH="+env["TEST_API_HASH"])
-		logFile, err := os.Create(filepath.Join(t.TempDir(), fmt.Sprintf("runner%d.log", i)))
-		require.NoError(t, err)
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		require.NoError(t, cmd.Start())
-		procs[cmd.Process.Pid] = cmd
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-			if t.Failed() {
-				out, _ := os.ReadFile(logFile.Name())
-				t.Logf("runner %d log:\n%s", i, out)
-			}
-		})
-	}
 
-	rdb := srv.Client(0)
-	defer rdb.Close()
-	locker, err := lease.NewLocker(rdb, lease.Options{Holder: "probe"})
+	e.rdb = srv.Client(0)
+	t.Cleanup(func() { _ = e.rdb.Close() })
+	e.locker, err = lease.NewLocker(e.rdb, lease.Options{Holder: "probe"})
 	require.NoError(t, err)
-	holderPid := func(name string) int {
-		holder, _, err := locker.Current(ctx, name)
-		require.NoError(t, err)
-		_, pid, _ := strings.Cut(holder, ":")
-		n, _ := strconv.Atoi(pid)
-		return n
-	}
-	pongs := func(name string) int {
-		history, err := sb.History(alice.ID, sandbox.UserPeer(owners[name].ID))
-		require.NoError(t, err)
-		n := 0
-		for _, m := range history {
-			if m.From == owners[name].ID && strings.HasPrefix(m.Text, "pong") {
-				n++
-			}
-		}
-		return n
-	}
-	ping := func(name string) {
-		_, err := sb.As(alice.ID).SendText(ctx, sandbox.UserPeer(owners[name].ID), ".ping")
-		require.NoError(t, err)
-	}
-	waitPongs := func(want int, within time.Duration, names ...string) {
-		t.Helper()
-		require.Eventually(t, func() bool {
-			for _, name := range names {
-				if pongs(name) < want {
-					return false
-				}
-			}
-			return true
-		}, within, 50*time.Millisecond, "every account answers %d .ping", want)
-	}
+	return e
+}
 
-	// Every account ends up held by one of the three processes, spread over
-	// them (at most two each), and answers.
-	require.Eventually(t, func() bool {
+// start starts a runner process and returns its pid.
+func (e *sharedEnv) start() int {
+	t := e.t
+	cmd := exec.Command(e.bin, "run", "--config", e.cfgPath)
+	cmd.Env = append(os.Environ(), "TEST_API_HASH="+e.apiHash)
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "runner.log"))
+	require.NoError(t, err)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	require.NoError(t, cmd.Start())
+	pid := cmd.Process.Pid
+	e.procs[pid], e.logs[pid] = cmd, logFile.Name()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			out, _ := os.ReadFile(logFile.Name())
+			t.Logf("runner %d log:\n%s", pid, out)
+		}
+	})
+	return pid
+}
+
+func (e *sharedEnv) holderPid(name string) int {
+	holder, _, err := e.locker.Current(e.ctx, name)
+	require.NoError(e.t, err)
+	_, pid, _ := strings.Cut(holder, ":")
+	n, _ := strconv.Atoi(pid)
+	return n
+}
+
+func (e *sharedEnv) pongs(name string) int {
+	history, err := e.sb.History(e.alice.ID, sandbox.UserPeer(e.owners[name].ID))
+	require.NoError(e.t, err)
+	n := 0
+	for _, m := range history {
+		if m.From == e.owners[name].ID && strings.HasPrefix(m.Text, "pong") {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *sharedEnv) ping(name string) {
+	_, err := e.sb.As(e.alice.ID).SendText(e.ctx, sandbox.UserPeer(e.owners[name].ID), ".ping")
+	require.NoError(e.t, err)
+}
+
+func (e *sharedEnv) waitPongs(want int, within time.Duration, names ...string) {
+	e.t.Helper()
+	require.Eventually(e.t, func() bool {
 		for _, name := range names {
-			if procs[holderPid(name)] == nil {
+			if e.pongs(name) < want {
 				return false
 			}
 		}
 		return true
-	}, 60*time.Second, 50*time.Millisecond, "all five accounts held by the runners")
-	for _, name := range names {
-		ping(name)
+	}, within, 50*time.Millisecond, "every account answers %d .ping", want)
+}
+
+// waitHeld waits until every account is held by one of pids.
+func (e *sharedEnv) waitHeld(names []string, pids ...int) {
+	e.t.Helper()
+	require.Eventually(e.t, func() bool {
+		for _, name := range names {
+			if !slices.Contains(pids, e.holderPid(name)) {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 50*time.Millisecond, "accounts %v held by %v", names, pids)
+}
+
+// Three runner processes share five accounts through Redis. Every account
+// is held by exactly one of them, the sandbox never sees an account
+// connected twice, and when the holder of two accounts is SIGKILLed both
+// resume in the other processes within the lease TTL plus a margin,
+// answering what arrived meanwhile exactly once.
+func TestThreeProcessesShareFiveAccounts(t *testing.T) {
+	names := []string{"a1", "a2", "a3", "a4", "a5"}
+	e := newSharedEnv(t, names)
+	var pids []int
+	for range 3 {
+		pids = append(pids, e.start())
 	}
-	waitPongs(1, 60*time.Second, names...)
+
+	// Every account ends up held by one of the three processes, spread over
+	// them (at most two each), and answers.
+	e.waitHeld(names, pids...)
+	for _, name := range names {
+		e.ping(name)
+	}
+	e.waitPongs(1, 60*time.Second, names...)
 	held := map[int][]string{}
 	for _, name := range names {
-		held[holderPid(name)] = append(held[holderPid(name)], name)
+		held[e.holderPid(name)] = append(held[e.holderPid(name)], name)
 	}
 	victim := 0
 	for pid, accounts := range held {
@@ -175,28 +217,70 @@ accounts:
 	// SIGKILL the holder of two accounts; messages for them arrive while
 	// they are down and are answered once they resume elsewhere.
 	moved := held[victim]
-	require.NoError(t, procs[victim].Process.Kill())
-	_ = procs[victim].Wait()
+	require.NoError(t, e.procs[victim].Process.Kill())
+	_ = e.procs[victim].Wait()
 	killed := time.Now()
 	for _, name := range moved {
-		ping(name)
+		e.ping(name)
 	}
 	// TTL 3s, an acquisition round every TTL/3, a dead manager leaves the
 	// fair-share count after one TTL; plus connecting and catching up.
-	waitPongs(2, 30*time.Second, moved...)
+	e.waitPongs(2, 30*time.Second, moved...)
 	t.Logf("accounts %v resumed and answered %s after the SIGKILL", moved, time.Since(killed).Round(time.Millisecond))
-	for _, name := range moved {
-		pid := holderPid(name)
-		require.NotEqual(t, victim, pid)
-		require.NotNil(t, procs[pid], "%s is held by a live runner", name)
-	}
+	alive := slices.DeleteFunc(slices.Clone(pids), func(p int) bool { return p == victim })
+	e.waitHeld(moved, alive...)
 	// Nothing doubled: one pong per .ping, and never two connections at once.
 	for _, name := range names {
 		want := 1
 		if slices.Contains(moved, name) {
 			want = 2
 		}
-		require.Equal(t, want, pongs(name), "pongs of %s", name)
-		require.Equal(t, 1, sb.MaxConcurrentSessions(owners[name].ID), "account %s connected twice at once", name)
+		require.Equal(t, want, e.pongs(name), "pongs of %s", name)
+		require.Equal(t, 1, e.sb.MaxConcurrentSessions(e.owners[name].ID), "account %s connected twice at once", name)
+	}
+}
+
+// A holder paused (SIGSTOP) past its lease TTL loses its accounts to
+// another process; resumed (SIGCONT), it must not act for them: every
+// .ping, including those that reached its still-open connection while it
+// was stopped, is answered exactly once.
+func TestStoppedHolderDoesNotActForLostAccounts(t *testing.T) {
+	names := []string{"s1", "s2"}
+	e := newSharedEnv(t, names)
+	first := e.start()
+	e.waitHeld(names, first)
+	for _, name := range names {
+		e.ping(name)
+	}
+	e.waitPongs(1, 60*time.Second, names...)
+
+	second := e.start()
+	require.NoError(t, e.procs[first].Process.Signal(syscall.SIGSTOP))
+	stopped := time.Now()
+	// Sent while the holder is stopped: its connection is open but nobody
+	// reads it; the new holder catches up on these.
+	for _, name := range names {
+		e.ping(name)
+	}
+	e.waitHeld(names, second)
+	e.waitPongs(2, 30*time.Second, names...)
+	t.Logf("accounts taken over and answered %s after the SIGSTOP", time.Since(stopped).Round(time.Millisecond))
+
+	require.NoError(t, e.procs[first].Process.Signal(syscall.SIGCONT))
+	// The resumed process notices at once (its local deadline passed) and
+	// drops the accounts.
+	require.Eventually(t, func() bool {
+		out, _ := os.ReadFile(e.logs[first])
+		return strings.Count(string(out), "Account lease lost") >= len(names)
+	}, 30*time.Second, 50*time.Millisecond, "the resumed process reports both leases lost")
+	for _, name := range names {
+		e.ping(name)
+	}
+	e.waitPongs(3, 30*time.Second, names...)
+	for _, name := range names {
+		require.Equal(t, second, e.holderPid(name))
+		require.Equal(t, 3, e.pongs(name), "each .ping of %s answered once", name)
+		t.Logf("%s: at most %d connections at once (the stopped process kept its socket open)",
+			name, e.sb.MaxConcurrentSessions(e.owners[name].ID))
 	}
 }
