@@ -210,7 +210,11 @@ func serveAccount(ctx context.Context, cfg *config.Config, name string, i int, s
 	opts := runner.Options{Logger: log, Account: name, Lease: le}
 	if sb != nil {
 		phone := cfg.Account.Phone.Reveal()
-		if phone == "" {
+		switch {
+		case phone != "":
+		case name == runner.DefaultAccount:
+			phone = "9996620000" // embeddedSandbox's owner
+		default:
 			// Distinct owners, so no two accounts share a session.
 			phone = fmt.Sprintf("99966%05d", i+1)
 		}
