@@ -160,12 +160,37 @@ func Login(ctx context.Context, cfg *config.Config, st store.Backend, sb *sandbo
 		if err != nil {
 			return err
 		}
-		return rememberLoginState(ctx, client.API(), st, self.ID)
+		if err := rememberLoginState(ctx, client.API(), st, self.ID); err != nil {
+			return err
+		}
+		return waitSessionSaved(ctx, st.Session())
 	})
 	if err != nil {
 		return nil, Explain(err)
 	}
 	return self, nil
+}
+
+// waitSessionSaved waits until the session is in the storage. gotd saves
+// it in the background after the connection is ready, with the client's
+// context: returning from Run before the save completes loses the session
+// (seen with Redis under load), and the login would be for nothing.
+func waitSessionSaved(ctx context.Context, ss store.SessionStore) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		data, err := ss.LoadSession(ctx)
+		if err == nil && len(data) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("logged in, but the session was not saved to the storage (%v); run login again", err)
+		case <-tick.C:
+		}
+	}
 }
 
 // rememberLoginState stores the update state as of the login, so the first
