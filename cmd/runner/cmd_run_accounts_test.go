@@ -62,11 +62,12 @@ func TestRunAccountsConnectsEach(t *testing.T) {
 func TestAccountConfigNeedsAName(t *testing.T) {
 	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(twoAccounts, t.TempDir())), config.LoadOptions{LookupEnv: config.MapEnv(nil)})
 	require.NoError(t, err)
-	_, err = accountConfig(cfg, "")
+	_, _, err = accountConfigName(cfg, "")
 	require.ErrorContains(t, err, "choose one with --account NAME")
-	_, err = accountConfig(cfg, "nobody")
+	_, _, err = accountConfigName(cfg, "nobody")
 	require.ErrorContains(t, err, `account "nobody" is not in the config`)
-	acfg, err := accountConfig(cfg, "support")
+	name, acfg, err := accountConfigName(cfg, "support")
 	require.NoError(t, err)
+	require.Equal(t, "support", name)
 	require.Equal(t, filepath.Join(cfg.Storage.Dir, "support"), acfg.Storage.Dir)
 }

@@ -85,14 +85,8 @@ func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
 	return st, nil
 }
 
-// accountConfig is the config of the account named by --account. With a
-// single account the flag may be left out.
-func accountConfig(cfg *config.Config, name string) (*config.Config, error) {
-	_, acfg, err := accountConfigName(cfg, name)
-	return acfg, err
-}
-
-// accountConfigName is accountConfig that also returns the account's name.
+// accountConfigName returns the name and config of the account named by
+// --account. With a single account the flag may be left out.
 func accountConfigName(cfg *config.Config, name string) (string, *config.Config, error) {
 	names := cfg.AccountNames()
 	if name == "" {
