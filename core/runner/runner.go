@@ -253,6 +253,16 @@ func (r *Runner) serve(stop, cctx context.Context, cancelClient context.CancelFu
 	if err := r.peers.Remember(cctx, []tg.UserClass{self}, nil); err != nil {
 		return err
 	}
+	// Know every channel before the manager starts: a channel it first
+	// hears of from a live update is tracked from there on, and what came
+	// just before is skipped (a login done here, a channel joined while the
+	// runner was down).
+	if err := rememberLoginState(cctx, client.API(), r.store, self.ID); err != nil {
+		r.log.Warn("Record the update state", zap.Error(err))
+	}
+	if err := rememberChannels(cctx, client.API(), r.store, self.ID); err != nil {
+		r.log.Warn("Record the channels' positions", zap.Error(err))
+	}
 	sess := &Session{Account: r.opts.Account, API: client.API(), Self: self, Peers: r.peers, Store: r.store, Log: r.log}
 
 	// intake: the updates manager; work: services. Both end on stop, the
