@@ -16,6 +16,13 @@ import (
 // busy runner), another real client receives every push through
 // updates.Manager.
 func BenchmarkMessageThroughput(b *testing.B) {
+	b.Run("receiver=manager", func(b *testing.B) { benchThroughput(b, true) })
+	// The receiver counts raw pushes: less client work in the same
+	// process, so the figure is closer to the sandbox's own.
+	b.Run("receiver=raw", func(b *testing.B) { benchThroughput(b, false) })
+}
+
+func benchThroughput(b *testing.B, manager bool) {
 	s := startServer(b, Options{})
 	ctx := testCtx(b, 10*time.Minute)
 	alice, err := s.CreateUser(ctx, UserSpec{Phone: "9996610001", FirstName: "Alice"})
@@ -29,14 +36,32 @@ func BenchmarkMessageThroughput(b *testing.B) {
 	var received atomic.Int64
 	done := make(chan struct{})
 	var target atomic.Int64
-	connect(b, s, clientConfig{phone: bob.Phone, setup: func(d *tg.UpdateDispatcher) {
-		d.OnNewMessage(func(ctx context.Context, e tg.Entities, u *tg.UpdateNewMessage) error {
-			if received.Add(1) == target.Load() {
-				close(done)
+	count := func(n int64) {
+		if received.Add(n) == target.Load() {
+			close(done)
+		}
+	}
+	if manager {
+		connect(b, s, clientConfig{phone: bob.Phone, setup: func(d *tg.UpdateDispatcher) {
+			d.OnNewMessage(func(ctx context.Context, e tg.Entities, u *tg.UpdateNewMessage) error {
+				count(1)
+				return nil
+			})
+		}})
+	} else {
+		connect(b, s, clientConfig{phone: bob.Phone, noManager: true, rawUpdates: func(_ context.Context, u tg.UpdatesClass) error {
+			if ups, ok := u.(*tg.Updates); ok {
+				n := int64(0)
+				for _, up := range ups.Updates {
+					if _, ok := up.(*tg.UpdateNewMessage); ok {
+						n++
+					}
+				}
+				count(n)
 			}
 			return nil
-		})
-	}})
+		}})
+	}
 	sender := connect(b, s, clientConfig{phone: alice.Phone, noManager: true})
 	peer := sender.InputUser(sender.resolveUser(ctx, "bob"))
 
