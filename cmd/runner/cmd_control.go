@@ -41,6 +41,22 @@ func opsCommands() []*cobra.Command {
 	}
 }
 
+// askRunner sends one request to the running runner over its control
+// socket and prints the answer.
+func askRunner(cmd *cobra.Command, do func(c *ops.Client) (ops.Result, error)) error {
+	c, err := dialRunner(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	res, err := do(c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), res.Message)
+	return nil
+}
+
 // addSocketFlag adds --socket to a command that talks to the runner.
 func addSocketFlag(cmd *cobra.Command) {
 	cmd.Flags().String("socket", "", "control socket of the running runner (default: ops.socket from the config, or $"+EnvSocket+")")
@@ -113,17 +129,7 @@ The pause and its reason go to the audit log.`,
   runner pause "checking what the echo plugin does"`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dialRunner(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			res, err := c.Pause(cmd.Context(), strings.Join(args, " "))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), res.Message)
-			return nil
+			return askRunner(cmd, func(c *ops.Client) (ops.Result, error) { return c.Pause(cmd.Context(), strings.Join(args, " ")) })
 		},
 	}
 	addSocketFlag(cmd)
@@ -140,17 +146,7 @@ directory, quiet hours, a flood wait) stay; the answer says if one does.`,
 		Example: `  runner resume`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := dialRunner(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			res, err := c.Resume(cmd.Context())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), res.Message)
-			return nil
+			return askRunner(cmd, func(c *ops.Client) (ops.Result, error) { return c.Resume(cmd.Context()) })
 		},
 	}
 	addSocketFlag(cmd)
@@ -168,17 +164,7 @@ changed is restarted; the session stays up. SIGHUP does the same.`,
   systemctl reload tgrunner`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := dialRunner(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			res, err := c.Reload(cmd.Context())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), res.Message)
-			return nil
+			return askRunner(cmd, func(c *ops.Client) (ops.Result, error) { return c.Reload(cmd.Context()) })
 		},
 	}
 	addSocketFlag(cmd)
@@ -315,17 +301,7 @@ func newPluginVerbCmd(verb, short string) *cobra.Command {
 		Args:              exactArgs(1, "a plugin name"),
 		ValidArgsFunction: completePluginNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dialRunner(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			res, err := c.PluginControl(cmd.Context(), args[0], verb)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), res.Message)
-			return nil
+			return askRunner(cmd, func(c *ops.Client) (ops.Result, error) { return c.PluginControl(cmd.Context(), args[0], verb) })
 		},
 	}
 	addSocketFlag(cmd)
