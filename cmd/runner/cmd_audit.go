@@ -63,7 +63,10 @@ or a duration back from now (24h, 90m).`,
 			if err != nil {
 				return err
 			}
-			dir := cfg.Storage.Dir
+			dir, err := accountStorageDir(cmd, cfg)
+			if err != nil {
+				return err
+			}
 			// store.Open would create an empty storage; a typo should not.
 			if _, err := os.Stat(filepath.Join(dir, store.DBFileName)); errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("no storage in %s (storage.dir): the runner has not run with this config yet, so nothing was audited", dir)
@@ -93,6 +96,7 @@ or a duration back from now (24h, 90m).`,
 	fl.StringVar(&outcome, "outcome", "", "only this outcome: "+strings.Join(guard.Outcomes, ", "))
 	fl.BoolVar(&asJSON, "json", false, "one JSON record per line")
 	fl.IntVar(&limit, "limit", 100, "show the most recent N matching records (0: all)")
+	addSocketFlag(cmd)
 	return cmd
 }
 
@@ -183,8 +187,12 @@ func printAudit(cmd *cobra.Command, recs []guard.AuditRecord, asJSON bool) error
 		if r.Method != "" {
 			what += " " + r.Method
 		}
+		source := r.Source
+		if r.Account != "" {
+			source = r.Account + "/" + source
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"),
-			r.Source, what, dash(r.Chat), r.Outcome, waitString(r), detail(r))
+			source, what, dash(r.Chat), r.Outcome, waitString(r), detail(r))
 	}
 	return tw.Flush()
 }

@@ -105,7 +105,10 @@ func writeBackup(cmd *cobra.Command, ctx context.Context, w io.Writer) (int64, s
 	if err != nil {
 		return 0, "", err
 	}
-	dir := runnerStorageDir(cfg)
+	dir, err := accountStorageDir(cmd, cfg)
+	if err != nil {
+		return 0, "", err
+	}
 	if _, err := os.Stat(filepath.Join(dir, store.DBFileName)); errors.Is(err, fs.ErrNotExist) {
 		return 0, "", fmt.Errorf("no storage in %s (storage.dir): nothing to back up", dir)
 	}
@@ -214,7 +217,10 @@ func restore(cmd *cobra.Command, src string) error {
 	if err := checkStoreFile(ctx, src); err != nil {
 		return fmt.Errorf("%s is not a usable backup, nothing was changed: %w", src, err)
 	}
-	dir := runnerStorageDir(cfg)
+	dir, err := accountStorageDir(cmd, cfg)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}

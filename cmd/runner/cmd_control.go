@@ -57,9 +57,27 @@ func askRunner(cmd *cobra.Command, do func(c *ops.Client) (ops.Result, error)) e
 	return nil
 }
 
-// addSocketFlag adds --socket to a command that talks to the runner.
+// addSocketFlag adds --socket and --account to a command that talks to the
+// runner.
 func addSocketFlag(cmd *cobra.Command) {
 	cmd.Flags().String("socket", "", "control socket of the running runner (default: ops.socket from the config, or $"+EnvSocket+")")
+	cmd.Flags().String("account", "", "the account, by its name in accounts: (needed when the runner has several and the command is about one)")
+}
+
+// accountStorageDir is the bbolt directory `runner run` uses for the
+// account --account names (the only one when the config has one).
+func accountStorageDir(cmd *cobra.Command, cfg *config.Config) (string, error) {
+	if cfg.UsesRedis() {
+		return "", errors.New("the storage is in Redis (storage.url): this command works through the running runner's control socket, and none answers")
+	}
+	base := *cfg
+	base.Storage.Dir = runnerStorageDir(cfg)
+	name, _ := cmd.Flags().GetString("account")
+	_, acfg, err := accountConfigName(&base, name)
+	if err != nil {
+		return "", err
+	}
+	return acfg.Storage.Dir, nil
 }
 
 // runnerStorageDir is the storage directory `runner run` uses for cfg: the
@@ -99,7 +117,11 @@ func dialRunner(cmd *cobra.Command) (*ops.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ops.NewClient(p), nil
+	c := ops.NewClient(p)
+	if f := cmd.Flags().Lookup("account"); f != nil && f.Value.String() != "" {
+		c = c.ForAccount(f.Value.String())
+	}
+	return c, nil
 }
 
 func dashIfEmpty(s string) string {

@@ -47,11 +47,13 @@ finish, state is flushed); a second one exits at once.`,
 }
 
 func runAccount(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
+	flagPath, _ := cmd.Flags().GetString("config")
+	path := config.Resolve(flagPath, os.LookupEnv)
 	if cfg.UsesRedis() {
-		return runOnRedis(cmd.Context(), cfg, nil, log)
+		return runOnRedis(cmd.Context(), cfg, path, nil, log)
 	}
 	if len(cfg.Accounts) > 0 {
-		return runAccounts(cmd.Context(), cfg, log)
+		return runAccounts(cmd.Context(), cfg, path, log)
 	}
 	ctx := cmd.Context()
 	if cfg.Server.Type == config.ServerSandbox {
@@ -148,11 +150,10 @@ func reloadOnSIGHUP(ctx context.Context, reload func(context.Context) error, log
 // runAccounts runs every account of accounts: in this process, each with
 // its own storage directory, session, guard, plugins and journal. One
 // account stopping on an error does not stop the others; Run returns once
-// all have stopped, with every account's error.
-//
-// The ops servers (metrics, health, status page, control socket) and SIGHUP
-// reload serve a single account and are not started here yet.
-func runAccounts(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+// all have stopped, with every account's error. One set of ops servers
+// (metrics labelled by account, health, status page, control socket)
+// serves them all, and a reload applies to each.
+func runAccounts(ctx context.Context, cfg *config.Config, path string, log *zap.Logger) error {
 	var sb *sandbox.Server
 	if cfg.Server.Type == config.ServerSandbox {
 		cfg.Storage.Dir = runnerStorageDir(cfg)
@@ -166,7 +167,11 @@ func runAccounts(ctx context.Context, cfg *config.Config, log *zap.Logger) error
 		defer sb.Close()
 		log.Info("Embedded sandbox started", zap.String("addr", sb.Addr()))
 	}
-	log.Warn("Several accounts in one runner: metrics, health, the status page and the control socket are not served in this mode yet")
+	fleet, finish, err := startFleetOps(ctx, cfg, cfg.Storage.Dir, path, prepareReload(cfg), nil, log)
+	if err != nil {
+		return err
+	}
+	defer finish(nil)
 	names := cfg.AccountNames()
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
@@ -179,34 +184,45 @@ func runAccounts(ctx context.Context, cfg *config.Config, log *zap.Logger) error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := runOneAccount(ctx, acfg, name, i, sb, alog); err != nil {
+			if err := runOneAccount(ctx, acfg, name, i, sb, fleet, alog); err != nil {
 				alog.Error("Account stopped", zap.Error(err))
 				errs[i] = fmt.Errorf("account %s: %w", name, err)
 			}
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = errors.Join(errs...)
+	finish(err)
+	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
 	log.Info("Stopped")
 	return nil
 }
 
+// prepareReload adjusts a reloaded config as runAccounts adjusted cfg: the
+// sandbox runs in its own subdirectory, which is not a change of storage.
+func prepareReload(cfg *config.Config) func(*config.Config) {
+	if cfg.Server.Type != config.ServerSandbox {
+		return nil
+	}
+	return func(c *config.Config) { c.Storage.Dir = runnerStorageDir(c) }
+}
+
 // runOneAccount runs account name (the i-th) until ctx ends.
-func runOneAccount(ctx context.Context, cfg *config.Config, name string, i int, sb *sandbox.Server, log *zap.Logger) error {
+func runOneAccount(ctx context.Context, cfg *config.Config, name string, i int, sb *sandbox.Server, fleet *fleetOps, log *zap.Logger) error {
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	return serveAccount(ctx, cfg, name, i, store.Bolt(st), nil, sb, log)
+	return serveAccount(ctx, cfg, name, i, store.Bolt(st), nil, sb, fleet, log)
 }
 
 // serveAccount runs one account's runner and stack over st until ctx ends
 // (or, with a lease, until the lease is lost).
 func serveAccount(ctx context.Context, cfg *config.Config, name string, i int, st store.Backend, le runner.Lease,
-	sb *sandbox.Server, log *zap.Logger) error {
+	sb *sandbox.Server, fleet *fleetOps, log *zap.Logger) error {
 	opts := runner.Options{Logger: log, Account: name, Lease: le}
 	if sb != nil {
 		phone := cfg.Account.Phone.Reveal()
@@ -232,7 +248,10 @@ func serveAccount(ctx context.Context, cfg *config.Config, name string, i int, s
 	}
 	opts.Services = []runner.Service{stack}
 	go pauseOnSignals(ctx, stack, log)
-	return runner.New(cfg, st, opts).Run(ctx)
+	done := fleet.serve(name, &opts, st, stack)
+	err = runner.New(cfg, st, opts).Run(ctx)
+	done(err)
+	return err
 }
 
 // runOnRedis runs the config's accounts with storage in Redis. Every
@@ -241,7 +260,7 @@ func serveAccount(ctx context.Context, cfg *config.Config, name string, i int, s
 // storage.lease_ttl loses its accounts to the others, which resume them
 // from the shared journal. sb, when set, is the server the accounts log in
 // to (tests); the embedded sandbox cannot be shared between processes.
-func runOnRedis(ctx context.Context, cfg *config.Config, sb *sandbox.Server, log *zap.Logger) error {
+func runOnRedis(ctx context.Context, cfg *config.Config, path string, sb *sandbox.Server, log *zap.Logger) error {
 	rdb, err := redisClient(cfg)
 	if err != nil {
 		return err
@@ -262,15 +281,18 @@ func runOnRedis(ctx context.Context, cfg *config.Config, sb *sandbox.Server, log
 	for i, n := range names {
 		index[n] = i
 	}
-	if len(names) > 1 || len(cfg.Accounts) > 0 {
-		log.Warn("Several accounts in one runner: metrics, health, the status page and the control socket are not served in this mode yet")
+	fleet, finish, err := startFleetOps(ctx, cfg, runnerStorageDir(cfg), path, nil, locker, log)
+	if err != nil {
+		return err
 	}
+	defer func() { finish(nil) }()
 	mgr, err := lease.NewManager(locker, lease.ManagerOptions{
 		Accounts: names,
 		Log:      log.Named("lease"),
 		Start: func(ctx context.Context, le *lease.Lease) error {
 			name := le.Account()
-			acfg, err := cfg.ForAccount(name)
+			// The config as last reloaded.
+			acfg, err := fleet.config().ForAccount(name)
 			if err != nil {
 				return err
 			}
@@ -281,7 +303,7 @@ func runOnRedis(ctx context.Context, cfg *config.Config, sb *sandbox.Server, log
 			}
 			defer st.Close()
 			alog.Info("Account lease acquired", zap.Uint64("token", le.Token()), zap.String("storage", st.Describe()))
-			return serveAccount(ctx, acfg, name, index[name], st, le, sb, alog)
+			return serveAccount(ctx, acfg, name, index[name], st, le, sb, fleet, alog)
 		},
 		Stop: func(account string, cause error) {
 			if cause != nil {

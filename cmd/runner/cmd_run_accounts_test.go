@@ -35,7 +35,7 @@ func TestRunAccountsConnectsEach(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- runAccounts(ctx, cfg, zap.New(core)) }()
+	go func() { done <- runAccounts(ctx, cfg, "", zap.New(core)) }()
 
 	ready := func(account string) bool {
 		for _, e := range logs.FilterMessage("Ready").All() {

@@ -39,7 +39,7 @@ accounts:
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- runOnRedis(ctx, cfg, nil, zap.New(core)) }()
+	go func() { done <- runOnRedis(ctx, cfg, "", nil, zap.New(core)) }()
 
 	ready := func(account string) bool {
 		for _, e := range logs.FilterMessage("Ready").All() {

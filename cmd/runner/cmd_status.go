@@ -22,12 +22,17 @@ and connection, the update lag, each plugin (state, queue, last error,
 restarts), the guard's send budgets, and whether writes are paused or in
 dry-run mode.
 
+With several accounts it prints one line per account (where it runs, the
+session, the connection, the update lag, writes, plugins), then each
+account this runner runs in detail; --account NAME shows one.
+
 --json prints the same data as one JSON object (a stable format for
 scripts; see docs/operations.md). The exit code is 0 when the runner
 answers, whether or not it is ready; "ready" in the output says that.`,
 		Example: `  runner status
   runner status --json | jq '.plugins[] | {name, state, queue_depth}'
-  runner status --socket /var/lib/tgrunner/runner.sock`,
+  runner status --socket /var/lib/tgrunner/runner.sock
+  runner status --account sales`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := dialRunner(cmd)
@@ -53,8 +58,81 @@ answers, whether or not it is ready; "ready" in the output says that.`,
 }
 
 func printStatus(out io.Writer, st ops.Status) error {
+	if len(st.Accounts) == 1 {
+		return printAccount(out, st, st.Accounts[0])
+	}
+	if err := printAccounts(out, st); err != nil {
+		return err
+	}
+	for _, a := range st.Accounts {
+		if !a.Held {
+			continue
+		}
+		fmt.Fprintf(out, "\n== account %s ==\n", a.Account.Name)
+		if err := printAccount(out, st, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// printAccounts is the one-line-per-account summary of a runner with
+// several accounts.
+func printAccounts(out io.Writer, st ops.Status) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	a := st.Account
+	fmt.Fprintln(tw, "ACCOUNT\tRUNS\tLOGGED IN\tCONNECTION\tLAG\tWRITES\tPLUGINS\tREADY")
+	for _, a := range st.Accounts {
+		runs := "here"
+		if !a.Held {
+			runs = "elsewhere: " + dashIfEmpty(a.HeldBy)
+			if a.HeldBy == "" {
+				runs = "nowhere"
+			}
+		}
+		login := "no"
+		if a.Account.LoggedIn {
+			login = "yes"
+			if a.Account.Username != "" {
+				login += " @" + a.Account.Username
+			}
+		}
+		writes := "-"
+		if g := a.Guard; g != nil {
+			writes = "flowing"
+			if g.Paused {
+				writes = "PAUSED"
+			}
+		}
+		up := 0
+		for _, p := range a.Plugins {
+			if p.State == "running" {
+				up++
+			}
+		}
+		ready := "yes"
+		if !a.Ready.Ready {
+			ready = "no"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d/%d running\t%s\n", a.Account.Name, runs, login,
+			a.Connection.State, a.Journal.Lag, writes, up, len(a.Plugins), ready)
+	}
+	ready := "yes"
+	if !st.Ready.Ready {
+		ready = "no: " + strings.Join(st.Ready.Problems, "; ")
+	}
+	fmt.Fprintf(tw, "\nReady\t%s\n", ready)
+	runner := fmt.Sprintf("version %s, pid %d, up since %s", st.Version, st.PID, st.StartedAt.Local().Format("2006-01-02 15:04:05"))
+	if st.Holder != "" {
+		runner += ", lease holder " + st.Holder
+	}
+	fmt.Fprintf(tw, "Runner\t%s\n", runner)
+	return tw.Flush()
+}
+
+// printAccount prints one account in detail.
+func printAccount(out io.Writer, st ops.Status, acct ops.AccountStatus) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	a := acct.Account
 	who := a.Name
 	if a.Display != "" {
 		who = a.Display
@@ -72,7 +150,7 @@ func printStatus(out io.Writer, st ops.Status) error {
 		login += ": " + a.LastError
 	}
 	fmt.Fprintf(tw, "Account\t%s, %s\n", who, login)
-	c := st.Connection
+	c := acct.Connection
 	conn := fmt.Sprintf("%s to %s", c.State, c.Server)
 	if c.Reported {
 		conn += fmt.Sprintf(", %d reconnects", c.Reconnects)
@@ -83,8 +161,8 @@ func printStatus(out io.Writer, st ops.Status) error {
 		conn += " (from the session; the runner does not report reconnects)"
 	}
 	fmt.Fprintf(tw, "Connection\t%s\n", conn)
-	fmt.Fprintf(tw, "Update lag\t%d events (journal: %d kept, last seq %d)\n", st.Journal.Lag, st.Journal.Depth, st.Journal.LastSeq)
-	if g := st.Guard; g != nil {
+	fmt.Fprintf(tw, "Update lag\t%d events (journal: %d kept, last seq %d)\n", acct.Journal.Lag, acct.Journal.Depth, acct.Journal.LastSeq)
+	if g := acct.Guard; g != nil {
 		writes := "flowing"
 		if g.Paused {
 			writes = "PAUSED: " + g.PauseReason
@@ -109,16 +187,23 @@ func printStatus(out io.Writer, st ops.Status) error {
 		fmt.Fprintf(tw, "Writes\tthe guard is not running yet\n")
 	}
 	ready := "yes"
-	if !st.Ready.Ready {
-		ready = "no: " + strings.Join(st.Ready.Problems, "; ")
+	if !acct.Ready.Ready {
+		ready = "no: " + strings.Join(acct.Ready.Problems, "; ")
 	}
 	fmt.Fprintf(tw, "Ready\t%s\n", ready)
+	if len(st.Accounts) > 1 {
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
+		return printPlugins(out, acct.Plugins)
+	}
 	fmt.Fprintf(tw, "Runner\tversion %s, pid %d, up since %s\n", st.Version, st.PID, st.StartedAt.Local().Format("2006-01-02 15:04:05"))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(out)
-	return printPlugins(out, st.Plugins)
+	return printPlugins(out, acct.Plugins)
 }
 
 func printPlugins(out io.Writer, plugins []ops.Plugin) error {

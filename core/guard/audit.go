@@ -58,6 +58,9 @@ type AuditRecord struct {
 	MessageID int64 `json:"message_id,omitempty"`
 	// ID is the durable queue id of an action that had to wait.
 	ID string `json:"id,omitempty"`
+	// Account is set when records of several accounts are listed together
+	// (`runner audit` on a runner with several accounts).
+	Account string `json:"account,omitempty"`
 }
 
 // Append writes a record directly (for components outside the guard, such

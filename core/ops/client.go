@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tgrunner/tgrunner/core/guard"
@@ -38,8 +39,9 @@ func (e *APIError) Error() string { return e.Message }
 
 // Client talks to a running runner over its control socket.
 type Client struct {
-	socket string
-	http   *http.Client
+	socket  string
+	account string
+	http    *http.Client
 }
 
 // NewClient returns a client for the socket at path. Nothing is dialed
@@ -53,6 +55,16 @@ func NewClient(path string) *Client {
 		DisableCompression: true,
 	}
 	return &Client{socket: path, http: &http.Client{Transport: tr}}
+}
+
+// ForAccount returns a client whose requests are about one account (of a
+// runner with several); "" means the runner's default: pause and resume
+// act on every account, the other requests need a name only when the
+// runner runs several.
+func (c *Client) ForAccount(name string) *Client {
+	cc := *c
+	cc.account = name
+	return &cc
 }
 
 // Close releases idle connections.
@@ -83,6 +95,13 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 			return nil, err
 		}
 		rd = bytes.NewReader(b)
+	}
+	if c.account != "" {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + AccountParam + "=" + url.QueryEscape(c.account)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://runner"+path, rd)
 	if err != nil {

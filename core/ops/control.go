@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +11,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,11 +21,15 @@ import (
 
 	"github.com/tgrunner/tgrunner/core/guard"
 	"github.com/tgrunner/tgrunner/core/pluginhost"
+	"github.com/tgrunner/tgrunner/core/store"
 )
 
 // ErrReloadUnsupported answers a reload request when the runner has no
 // Reloader.
 var ErrReloadUnsupported = errors.New("reload is not supported by this runner yet; restart it to apply a new config")
+
+// ErrSocketInUse means another live runner answers on the control socket.
+var ErrSocketInUse = errors.New("another runner answers on it")
 
 // Trailers of a backup response: the stream cannot change its status once
 // it has begun, so the outcome comes after the body.
@@ -45,17 +52,32 @@ type Result struct {
 
 // controlHandler serves the control socket. Its clients are the owner's
 // own `runner` commands (the socket is 0600 in the 0700 storage directory).
+//
+// Requests about one account take ?account=NAME. Without it, pause and
+// resume act on every account this runner runs (the kill switch stops
+// everything); the others need it only when the runner has several
+// accounts and the request is ambiguous.
 func (o *Ops) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, o.Status(r.Context()))
+		st := o.Status(r.Context())
+		if name := r.URL.Query().Get(AccountParam); name != "" {
+			var one []AccountStatus
+			for _, a := range st.Accounts {
+				if a.Account.Name == name {
+					one = append(one, a)
+				}
+			}
+			if one == nil {
+				writeError(w, http.StatusNotFound, "%v", o.unknownAccount(name))
+				return
+			}
+			st.Accounts, st.AccountStatus = one, &one[0]
+			st.Ready = o.overallReadiness(one)
+		}
+		writeJSON(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("POST /v1/pause", func(w http.ResponseWriter, r *http.Request) {
-		g := o.guard()
-		if g == nil {
-			writeError(w, http.StatusServiceUnavailable, "the guard is not running yet (the runner is still connecting)")
-			return
-		}
 		var req PauseRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
 			writeError(w, http.StatusBadRequest, "pause request: %v", err)
@@ -64,21 +86,34 @@ func (o *Ops) controlHandler() http.Handler {
 		if req.Reason == "" {
 			req.Reason = "paused by the owner (runner pause)"
 		}
-		g.Pause(req.Reason)
-		o.log.Info("Paused through the control socket", zap.String("reason", req.Reason))
-		writeJSON(w, http.StatusOK, Result{OK: true, Message: "paused: no write action leaves until `runner resume`"})
-	})
-	mux.HandleFunc("POST /v1/resume", func(w http.ResponseWriter, r *http.Request) {
-		g := o.guard()
-		if g == nil {
-			writeError(w, http.StatusServiceUnavailable, "the guard is not running yet (the runner is still connecting)")
+		guards, code, err := o.guards(r, true)
+		if err != nil {
+			writeError(w, code, "%v", err)
 			return
 		}
-		g.Resume()
-		o.log.Info("Resumed through the control socket")
-		msg := "resumed"
-		if snap := g.Snapshot(r.Context()); snap.Paused {
-			msg = "resumed, but writes are still held: " + snap.PauseReason
+		for _, g := range guards {
+			g.guard.Pause(req.Reason)
+		}
+		o.log.Info("Paused through the control socket", zap.String("reason", req.Reason), zap.Strings("accounts", guardNames(guards)))
+		writeJSON(w, http.StatusOK, Result{OK: true, Message: "paused" + o.forAccounts(guards) + ": no write action leaves until `runner resume`"})
+	})
+	mux.HandleFunc("POST /v1/resume", func(w http.ResponseWriter, r *http.Request) {
+		guards, code, err := o.guards(r, true)
+		if err != nil {
+			writeError(w, code, "%v", err)
+			return
+		}
+		var held []string
+		for _, g := range guards {
+			g.guard.Resume()
+			if snap := g.guard.Snapshot(r.Context()); snap.Paused {
+				held = append(held, o.accountPrefix(g.account)+snap.PauseReason)
+			}
+		}
+		o.log.Info("Resumed through the control socket", zap.Strings("accounts", guardNames(guards)))
+		msg := "resumed" + o.forAccounts(guards)
+		if len(held) > 0 {
+			msg += ", but writes are still held: " + strings.Join(held, "; ")
 		}
 		writeJSON(w, http.StatusOK, Result{OK: true, Message: msg})
 	})
@@ -94,17 +129,24 @@ func (o *Ops) controlHandler() http.Handler {
 		writeJSON(w, http.StatusOK, Result{OK: true, Message: "reloaded"})
 	})
 	mux.HandleFunc("GET /v1/plugins", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, o.Status(r.Context()).Plugins)
+		accounts, code, err := o.pick(r, true)
+		if err != nil {
+			writeError(w, code, "%v", err)
+			return
+		}
+		plugins := []Plugin{}
+		for _, a := range accounts {
+			plugins = append(plugins, a.status(r.Context()).Plugins...)
+		}
+		writeJSON(w, http.StatusOK, plugins)
 	})
 	mux.HandleFunc("GET /v1/plugins/{name}", func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		for _, p := range o.Status(r.Context()).Plugins {
-			if p.Name == name {
-				writeJSON(w, http.StatusOK, p)
-				return
-			}
+		p, code, err := o.findPlugin(r)
+		if err != nil {
+			writeError(w, code, "%v", err)
+			return
 		}
-		writeError(w, http.StatusNotFound, "no plugin named %q in the running config", name)
+		writeJSON(w, http.StatusOK, p)
 	})
 	mux.HandleFunc("POST /v1/plugins/{name}/{verb}", o.handlePluginControl)
 	mux.HandleFunc("GET /v1/audit", o.handleAudit)
@@ -112,13 +154,141 @@ func (o *Ops) controlHandler() http.Handler {
 	return mux
 }
 
+// AccountParam is the query parameter that names the account a control
+// request is about.
+const AccountParam = "account"
+
+// pick returns the accounts a request is about: the one named by
+// ?account=, else (with all) every account running here, else the only
+// account. The code goes with the error.
+func (o *Ops) pick(r *http.Request, all bool) ([]*AccountOps, int, error) {
+	if name := r.URL.Query().Get(AccountParam); name != "" {
+		a := o.Account(name)
+		if a == nil {
+			return nil, http.StatusNotFound, o.unknownAccount(name)
+		}
+		if !a.view().held && o.opts.Leases != nil {
+			return nil, http.StatusConflict, fmt.Errorf("account %s does not run in this runner: %s", name, a.status(r.Context()).Ready.Problems[0])
+		}
+		return []*AccountOps{a}, 0, nil
+	}
+	if len(o.accounts) == 1 {
+		return o.accounts, 0, nil
+	}
+	if !all {
+		return nil, http.StatusBadRequest, fmt.Errorf("this runner runs accounts %s: name one with --account", strings.Join(o.names(), ", "))
+	}
+	var out []*AccountOps
+	for _, a := range o.accounts {
+		if a.view().held {
+			out = append(out, a)
+		}
+	}
+	return out, 0, nil
+}
+
+func (o *Ops) names() []string {
+	out := make([]string, 0, len(o.accounts))
+	for _, a := range o.accounts {
+		out = append(out, a.name)
+	}
+	return out
+}
+
+func (o *Ops) unknownAccount(name string) error {
+	return fmt.Errorf("no account named %q in the running config; it has %s", name, strings.Join(o.names(), ", "))
+}
+
+type accountGuard struct {
+	account string
+	guard   *guard.Guard
+}
+
+// guards returns the running guards of the accounts a request is about;
+// an account whose guard is not up yet is an error when named alone.
+func (o *Ops) guards(r *http.Request, all bool) ([]accountGuard, int, error) {
+	accounts, code, err := o.pick(r, all)
+	if err != nil {
+		return nil, code, err
+	}
+	var out []accountGuard
+	for _, a := range accounts {
+		if g := a.view().guard(); g != nil {
+			out = append(out, accountGuard{account: a.name, guard: g})
+		}
+	}
+	if len(out) == 0 {
+		return nil, http.StatusServiceUnavailable, errors.New("the guard is not running yet (the runner is still connecting)")
+	}
+	return out, 0, nil
+}
+
+func guardNames(gs []accountGuard) []string {
+	out := make([]string, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, g.account)
+	}
+	return out
+}
+
+// forAccounts names the accounts a change applied to, when the runner has
+// several.
+func (o *Ops) forAccounts(gs []accountGuard) string {
+	if len(o.accounts) == 1 {
+		return ""
+	}
+	return " (account " + strings.Join(guardNames(gs), ", ") + ")"
+}
+
+func (o *Ops) accountPrefix(account string) string {
+	if len(o.accounts) == 1 {
+		return ""
+	}
+	return account + ": "
+}
+
+// findPlugin finds the plugin a request names: in the named account, or
+// in the only account running it.
+func (o *Ops) findPlugin(r *http.Request) (Plugin, int, error) {
+	name := r.PathValue("name")
+	accounts, code, err := o.pick(r, true)
+	if err != nil {
+		return Plugin{}, code, err
+	}
+	var found []Plugin
+	for _, a := range accounts {
+		for _, p := range a.status(r.Context()).Plugins {
+			if p.Name == name {
+				found = append(found, p)
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return Plugin{}, http.StatusNotFound, fmt.Errorf("no plugin named %q in the running config", name)
+	case 1:
+		return found[0], 0, nil
+	}
+	var in []string
+	for _, p := range found {
+		in = append(in, p.Account)
+	}
+	return Plugin{}, http.StatusBadRequest, fmt.Errorf("plugin %s runs for accounts %s: name one with --account", name, strings.Join(in, ", "))
+}
+
 func (o *Ops) handlePluginControl(w http.ResponseWriter, r *http.Request) {
-	h := o.host()
+	p, code, err := o.findPlugin(r)
+	if err != nil {
+		writeError(w, code, "%v", err)
+		return
+	}
+	v := o.Account(p.Account).view()
+	h := v.host()
 	if h == nil {
 		writeError(w, http.StatusServiceUnavailable, "the plugins are not running yet (the runner is still connecting)")
 		return
 	}
-	name, verb := r.PathValue("name"), r.PathValue("verb")
+	name, verb := p.Name, r.PathValue("verb")
 	var do func(string) error
 	var done string
 	switch verb {
@@ -140,11 +310,12 @@ func (o *Ops) handlePluginControl(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, "%s %s: %v", verb, name, err)
 		return
 	}
-	o.log.Info("Plugin control through the control socket", zap.String("plugin", name), zap.String("command", verb))
-	if g := o.guard(); g != nil {
+	o.log.Info("Plugin control through the control socket", zap.String("plugin", name), zap.String("command", verb),
+		zap.String("account", p.Account))
+	if g := v.guard(); g != nil {
 		g.Record(guard.AuditRecord{Source: guard.SourceOwner, Kind: "plugin_" + verb, Outcome: guard.OutcomeOK, Reason: name})
 	}
-	writeJSON(w, http.StatusOK, Result{OK: true, Message: name + ": " + done})
+	writeJSON(w, http.StatusOK, Result{OK: true, Message: o.accountPrefix(p.Account) + name + ": " + done})
 }
 
 // AuditQuery encodes an audit filter as the query of GET /v1/audit.
@@ -170,11 +341,6 @@ func AuditQuery(f guard.AuditFilter) string {
 }
 
 func (o *Ops) handleAudit(w http.ResponseWriter, r *http.Request) {
-	g := o.guard()
-	if g == nil {
-		writeError(w, http.StatusServiceUnavailable, "the guard is not running yet (the runner is still connecting)")
-		return
-	}
 	q := r.URL.Query()
 	f := guard.AuditFilter{Source: q.Get("source"), Plugin: q.Get("plugin"), Chat: q.Get("chat"), Outcome: q.Get("outcome")}
 	for key, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
@@ -195,31 +361,75 @@ func (o *Ops) handleAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
-	recs, err := g.Audit(r.Context(), f)
+	guards, code, err := o.guards(r, true)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "%v", err)
+		writeError(w, code, "%v", err)
 		return
 	}
-	if recs == nil {
-		recs = []guard.AuditRecord{}
+	recs := []guard.AuditRecord{}
+	for _, g := range guards {
+		part, err := g.guard.Audit(r.Context(), f)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "%s%v", o.accountPrefix(g.account), err)
+			return
+		}
+		if len(o.accounts) > 1 {
+			for i := range part {
+				part[i].Account = g.account
+			}
+		}
+		recs = append(recs, part...)
+	}
+	if len(guards) > 1 {
+		// Each account's records are in time order; merged, the newest
+		// limit records stay, as for one account.
+		sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
+		if f.Limit > 0 && len(recs) > f.Limit {
+			recs = recs[len(recs)-f.Limit:]
+		}
 	}
 	writeJSON(w, http.StatusOK, recs)
 }
 
-// handleBackup streams a consistent copy of the store (one read
-// transaction: writers go on meanwhile).
+// backupper is a storage that can stream a consistent copy of itself (the
+// bbolt store).
+type backupper interface {
+	Backup(ctx context.Context, w io.Writer) (int64, error)
+}
+
+// handleBackup streams a consistent copy of one account's bbolt store (one
+// read transaction: writers go on meanwhile).
 func (o *Ops) handleBackup(w http.ResponseWriter, r *http.Request) {
+	accounts, code, err := o.pick(r, false)
+	if err != nil {
+		writeError(w, code, "%v", err)
+		return
+	}
+	a := accounts[0]
+	v := a.view()
+	if v.st == nil {
+		writeError(w, http.StatusServiceUnavailable, "account %s does not run in this runner now", a.name)
+		return
+	}
+	var b backupper
+	if bs, ok := store.BoltStore(v.st); ok {
+		b = bs
+	}
+	if b == nil {
+		writeError(w, http.StatusNotImplemented, "account %s keeps its storage in %s: back it up with Redis's own tools (RDB snapshots, replicas), or export it with `runner storage migrate`", a.name, v.st.Describe())
+		return
+	}
 	w.Header().Set("Trailer", trailerBackupError+", "+trailerBackupBytes)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
-	n, err := o.opts.Store.Backup(r.Context(), w)
+	n, err := b.Backup(r.Context(), w)
 	w.Header().Set(trailerBackupBytes, strconv.FormatInt(n, 10))
 	if err != nil {
 		w.Header().Set(trailerBackupError, err.Error())
-		o.log.Warn("Backup through the control socket failed", zap.Error(err))
+		o.log.Warn("Backup through the control socket failed", zap.String("account", a.name), zap.Error(err))
 		return
 	}
-	o.log.Info("Backup streamed through the control socket", zap.Int64("bytes", n))
+	o.log.Info("Backup streamed through the control socket", zap.String("account", a.name), zap.Int64("bytes", n))
 }
 
 // listenSocket binds the control socket at path with mode 0600. It binds
@@ -234,7 +444,7 @@ func listenSocket(path string) (net.Listener, error) {
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			_ = c.Close()
-			return nil, fmt.Errorf("control socket %s: another runner answers on it", path)
+			return nil, fmt.Errorf("control socket %s: %w", path, ErrSocketInUse)
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("control socket %s: remove stale socket: %w", path, err)

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -19,7 +20,7 @@ var statusPage []byte
 // status page and its JSON. Nothing here changes the runner.
 func (o *Ops) httpHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.metrics.reg, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.reg, promhttp.HandlerOpts{
 		ErrorLog:      zap.NewStdLog(o.log.Named("metrics")),
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
@@ -42,16 +43,11 @@ func (o *Ops) httpHandler() http.Handler {
 }
 
 func (o *Ops) handleReady(w http.ResponseWriter, r *http.Request) {
-	o.mu.Lock()
-	sess, conn := o.session, o.conn
-	o.mu.Unlock()
-	var plugins []Plugin
-	if h := o.host(); h != nil {
-		for _, p := range h.Status() {
-			plugins = append(plugins, Plugin{Name: p.Name, State: string(p.State)})
-		}
+	accounts := make([]AccountStatus, 0, len(o.accounts))
+	for _, a := range o.accounts {
+		accounts = append(accounts, a.readyStatus(r.Context()))
 	}
-	rd := o.readiness(sess, conn, plugins)
+	rd := o.overallReadiness(accounts)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if !rd.Ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -62,6 +58,24 @@ func (o *Ops) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ready")
+}
+
+// readyStatus is the part of the status readiness needs, without the
+// journal, guard and audit reads.
+func (a *AccountOps) readyStatus(ctx context.Context) AccountStatus {
+	v := a.view()
+	st := AccountStatus{Account: Account{Name: a.name}, Held: v.held}
+	if !v.held && a.o.opts.Leases != nil {
+		return st
+	}
+	var plugins []Plugin
+	if h := v.host(); h != nil {
+		for _, p := range h.Status() {
+			plugins = append(plugins, Plugin{Name: p.Name, State: string(p.State)})
+		}
+	}
+	st.Ready = v.readiness(plugins)
+	return st
 }
 
 func securityHeaders(next http.Handler) http.Handler {

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/guard"
 	"github.com/tgrunner/tgrunner/core/pluginhost"
 	"github.com/tgrunner/tgrunner/core/store"
@@ -36,13 +36,13 @@ var dailyClasses = []string{"first_contacts", "joins", "invites", "contact_impor
 
 var connStates = []string{"connecting", "ready", "disconnected"}
 
-// metrics is the runner's private registry. Counters fed by hooks live in
-// vectors; everything that is a snapshot of the runner (plugin status,
-// guard budgets, journal lag) is read on scrape by the state collector, so
-// it is never stale and costs nothing between scrapes.
-type metrics struct {
-	o   *Ops
-	reg *prometheus.Registry
+// accountMetrics are one account's series, registered under the label
+// account="NAME". Counters fed by hooks live in vectors; everything that
+// is a snapshot of the runner (plugin status, guard budgets, journal lag)
+// is read on scrape by the account's collector, so it is never stale and
+// costs nothing between scrapes.
+type accountMetrics struct {
+	a *AccountOps
 
 	updates    *prometheus.CounterVec
 	sessions   prometheus.Counter
@@ -58,8 +58,8 @@ type metrics struct {
 	tail             auditTail
 }
 
-func newMetrics(o *Ops) *metrics {
-	m := &metrics{o: o, reg: prometheus.NewRegistry()}
+func newAccountMetrics(a *AccountOps, cfg *config.Config, reg prometheus.Registerer) (*accountMetrics, error) {
+	m := &accountMetrics{a: a}
 	m.updates = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "updates_received_total",
 		Help: "Updates journaled, by event kind (new_message, edited_message, ...).",
@@ -102,7 +102,7 @@ func newMetrics(o *Ops) *metrics {
 	// see zeros instead of nothing.
 	m.floodWaits.WithLabelValues(sourceClient)
 	m.floodWaitSeconds.WithLabelValues(sourceClient)
-	for _, p := range o.opts.Config.Plugins {
+	for _, p := range cfg.Plugins {
 		m.latency.WithLabelValues(p.Name)
 		src := guard.PluginSource(p.Name)
 		m.throttles.WithLabelValues(src)
@@ -111,19 +111,20 @@ func newMetrics(o *Ops) *metrics {
 		m.floodWaitSeconds.WithLabelValues(src)
 	}
 
-	m.tail = auditTail{since: o.started, seen: map[auditKey]time.Time{}}
-	m.reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.updates, m.sessions, m.reconnects, m.latency,
-		stateCollector{m: m},
-	)
-	return m
+	m.tail = auditTail{since: a.o.started, seen: map[auditKey]time.Time{}}
+	for _, c := range []prometheus.Collector{m.updates, m.sessions, m.reconnects, m.latency, accountCollector{m: m}} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 var (
 	descBuildInfo = prometheus.NewDesc(namespace+"_build_info", "The runner's version and Go version (value 1).",
 		[]string{"version", "go_version"}, nil)
+	descAccountHeld = prometheus.NewDesc(namespace+"_account_held",
+		"1 while the account runs in this process (with leases, 0 while another runner holds it).", nil, nil)
 	descSessionUp = prometheus.NewDesc(namespace+"_session_up",
 		"1 while the account is logged in and updates flow.", nil, nil)
 	descConnected = prometheus.NewDesc(namespace+"_mtproto_connected",
@@ -178,11 +179,20 @@ var (
 		"Seconds until sends resume after a flood wait the client gave up on (0: no hold).", nil, nil)
 )
 
-// stateCollector reads the runner on each scrape.
-type stateCollector struct{ m *metrics }
+// processCollector is the runner process's own series.
+type processCollector struct{ o *Ops }
 
-func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuildInfo, descSessionUp, descConnected, descConnState,
+func (c processCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descBuildInfo }
+
+func (c processCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, c.o.version, runtime.Version())
+}
+
+// accountCollector reads one account on each scrape.
+type accountCollector struct{ m *accountMetrics }
+
+func (c accountCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descAccountHeld, descSessionUp, descConnected, descConnState,
 		descJournalDepth, descJournalLast, descJournalLag,
 		descPluginState, descPluginQueue, descPluginInFlight, descPluginRestarts, descPluginCrashes,
 		descPluginDelivered, descPluginFailed, descPluginDropped, descPluginFiltered, descPluginActions,
@@ -197,8 +207,8 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.m.floodWaitSeconds.Describe(ch)
 }
 
-func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	m, o := c.m, c.m.o
+func (c accountCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
@@ -207,27 +217,26 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
-	gauge(descBuildInfo, 1, o.version, runtime.Version())
-
-	o.mu.Lock()
-	sess, conn := o.session, o.conn
-	o.mu.Unlock()
-	gauge(descSessionUp, b2f(sess.Up))
-	gauge(descConnected, b2f(connected(sess, conn)))
+	v := m.a.view()
+	gauge(descAccountHeld, b2f(v.held))
+	gauge(descSessionUp, b2f(v.session.Up))
+	gauge(descConnected, b2f(connected(v.session, v.conn)))
 	for _, s := range connStates {
-		gauge(descConnState, b2f(effectiveConnState(sess, conn) == s), s)
+		gauge(descConnState, b2f(effectiveConnState(v.session, v.conn) == s), s)
 	}
 
-	j := o.opts.Store.Journal()
-	if d, err := j.Depth(ctx); err == nil {
-		gauge(descJournalDepth, float64(d))
-	}
-	gauge(descJournalLast, float64(j.LastSeq()))
-	for _, l := range o.consumerLags(ctx) {
-		gauge(descJournalLag, float64(l.Lag), l.Consumer)
+	if v.st != nil {
+		j := v.st.Journal()
+		if d, err := j.Depth(ctx); err == nil {
+			gauge(descJournalDepth, float64(d))
+		}
+		gauge(descJournalLast, float64(j.LastSeq()))
+		for _, l := range v.consumerLags(ctx) {
+			gauge(descJournalLag, float64(l.Lag), l.Consumer)
+		}
 	}
 
-	if h := o.host(); h != nil {
+	if h := v.host(); h != nil {
 		for _, p := range h.Status() {
 			for _, s := range pluginStates {
 				gauge(descPluginState, b2f(p.State == s), p.Name, string(s))
@@ -247,7 +256,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	if g := o.guard(); g != nil {
+	if g := v.guard(); g != nil {
 		snap := g.Snapshot(ctx)
 		gauge(descGuardPaused, b2f(snap.Paused))
 		gauge(descGuardDryRun, b2f(snap.DryRun))
@@ -269,7 +278,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			hold = math.Max(0, time.Until(snap.SendHoldUntil).Seconds())
 		}
 		gauge(descGuardHold, hold)
-		m.tail.poll(ctx, g, o.opts.Store, m, o.log)
+		if v.st != nil {
+			m.tail.poll(ctx, g, v.st, m, m.a.o.log)
+		}
 	}
 	m.actions.Collect(ch)
 	m.throttles.Collect(ch)
@@ -321,7 +332,7 @@ type auditKey struct {
 // auditLookback covers the guard's default exec timeout (2m) plus batching.
 const auditLookback = 3 * time.Minute
 
-func (t *auditTail) poll(ctx context.Context, g *guard.Guard, st *store.Store, m *metrics, log *zap.Logger) {
+func (t *auditTail) poll(ctx context.Context, g *guard.Guard, st store.Backend, m *accountMetrics, log *zap.Logger) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := g.FlushAudit(ctx); err != nil {
@@ -358,7 +369,7 @@ func (t *auditTail) poll(ctx context.Context, g *guard.Guard, st *store.Store, m
 	}
 }
 
-func (m *metrics) countAudit(r guard.AuditRecord) {
+func (m *accountMetrics) countAudit(r guard.AuditRecord) {
 	m.actions.WithLabelValues(r.Source, r.Kind, r.Outcome).Inc()
 	if r.Outcome == guard.OutcomeThrottled {
 		m.throttles.WithLabelValues(r.Source).Inc()

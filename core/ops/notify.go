@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -94,14 +95,22 @@ func (o *Ops) watchdog(ctx context.Context) {
 	}
 }
 
-// alive checks the runner can still do its work: its storage answers.
+// alive checks the runner can still do its work: the storage of every
+// account running here answers.
 func (o *Ops) alive(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := o.opts.Store.Journal().Depth(ctx)
-		done <- err
+		var errs []error
+		for _, a := range o.accounts {
+			if st := a.view().st; st != nil {
+				if _, err := st.Journal().Depth(ctx); err != nil {
+					errs = append(errs, fmt.Errorf("account %s: %w", a.name, err))
+				}
+			}
+		}
+		done <- errors.Join(errs...)
 	}()
 	select {
 	case err := <-done:

@@ -18,9 +18,12 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/tgrunner/tgrunner/core/config"
@@ -46,15 +49,35 @@ type Reloader interface {
 	Reload(ctx context.Context) error
 }
 
+// LeaseHolders tells who holds an account's lease when accounts run under
+// leases (storage in Redis): "" when no runner holds it.
+type LeaseHolders interface {
+	Current(ctx context.Context, account string) (holder string, token uint64, err error)
+}
+
 // Options are what Ops works with.
 type Options struct {
-	// Config is the loaded config (ops:, plugins: and storage: are read).
+	// Config is the loaded config (ops:, plugins:, accounts: and storage:
+	// are read).
 	Config *config.Config
-	// Store is the runner's open store.
+	// Accounts are the accounts this process may run, in order; default:
+	// Config.AccountNames().
+	Accounts []string
+	// Store and Stack, when Store is set, are the single account's storage
+	// and stack: the first account is served with them at once (the
+	// one-account runner). Otherwise each account is served through
+	// Account(name).Serve when it starts.
 	Store *store.Store
-	// Stack is the guard and plugin host; nil when the runner runs without
-	// one.
 	Stack Stack
+	// Dir is the storage directory the default control socket lives in;
+	// default Store.Dir(), else Config.Storage.Dir.
+	Dir string
+	// Leases, when set, says the accounts run under leases shared with
+	// other runners: an account not held here is shown with its holder and
+	// does not count against readiness.
+	Leases LeaseHolders
+	// Holder is this runner's lease holder id, shown in the status.
+	Holder string
 	// Reloader serves `runner reload`; optional.
 	Reloader Reloader
 	Logger   *zap.Logger
@@ -64,7 +87,7 @@ type Options struct {
 	// Listen overrides Config.Ops.Listen (tests pass 127.0.0.1:0).
 	Listen string
 	// Socket overrides the control socket path; default
-	// Config.Ops.SocketPath(Store.Dir()).
+	// Config.Ops.SocketPath(Dir).
 	Socket string
 	// Notifier sends systemd notifications; default: the real sd_notify,
 	// a no-op outside systemd.
@@ -72,19 +95,19 @@ type Options struct {
 }
 
 // Ops serves metrics, health, the status page and the control socket for
-// one runner. Create it with New, hook it into the runner with Attach,
-// Start it before the runner runs and Close it after.
+// one runner process and every account it runs. Create it with New, serve
+// each account through Account(name).Serve (or pass the single account's
+// Store), Start it before the runners run and Close it after.
 type Ops struct {
-	opts    Options
-	log     *zap.Logger
-	version string
-	started time.Time
-	metrics *metrics
+	opts     Options
+	log      *zap.Logger
+	version  string
+	started  time.Time
+	reg      *prometheus.Registry
+	accounts []*AccountOps // config order; fixed after New
 
-	mu        sync.Mutex
-	consumers map[string]*store.Consumer
-	session   sessionInfo
-	conn      connInfo
+	mu        sync.Mutex // guards the accounts' state and the fields below
+	readySent bool
 	listener  net.Listener
 	socket    net.Listener
 	servers   []*http.Server
@@ -115,8 +138,8 @@ type connInfo struct {
 
 // New prepares Ops; nothing listens until Start.
 func New(opts Options) (*Ops, error) {
-	if opts.Config == nil || opts.Store == nil {
-		return nil, errors.New("ops: Options.Config and Options.Store are required")
+	if opts.Config == nil {
+		return nil, errors.New("ops: Options.Config is required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
@@ -127,15 +150,52 @@ func New(opts Options) (*Ops, error) {
 	if opts.Listen == "" {
 		opts.Listen = opts.Config.Ops.Listen
 	}
+	if len(opts.Accounts) == 0 {
+		opts.Accounts = opts.Config.AccountNames()
+	}
+	if opts.Dir == "" {
+		opts.Dir = opts.Config.Storage.Dir
+		if opts.Store != nil {
+			opts.Dir = opts.Store.Dir()
+		}
+	}
 	if opts.Socket == "" {
-		opts.Socket = opts.Config.Ops.SocketPath(opts.Store.Dir())
+		opts.Socket = opts.Config.Ops.SocketPath(opts.Dir)
 	}
 	v := opts.Version
 	if v == "" {
 		v = buildVersion()
 	}
-	o := &Ops{opts: opts, log: opts.Logger, version: v, started: time.Now()}
-	o.metrics = newMetrics(o)
+	o := &Ops{opts: opts, log: opts.Logger, version: v, started: time.Now(), reg: prometheus.NewRegistry()}
+	o.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		processCollector{o: o},
+	)
+	seen := map[string]bool{}
+	for _, name := range opts.Accounts {
+		if seen[name] {
+			return nil, fmt.Errorf("ops: account %q listed twice", name)
+		}
+		seen[name] = true
+		a := &AccountOps{o: o, name: name, session: sessionInfo{Account: name}}
+		acfg, err := opts.Config.ForAccount(name)
+		if err != nil {
+			return nil, fmt.Errorf("ops: %w", err)
+		}
+		m, err := newAccountMetrics(a, acfg, prometheus.WrapRegistererWith(prometheus.Labels{"account": name}, o.reg))
+		if err != nil {
+			return nil, fmt.Errorf("ops: metrics of account %s: %w", name, err)
+		}
+		a.metrics = m
+		o.accounts = append(o.accounts, a)
+	}
+	if len(o.accounts) == 0 {
+		return nil, errors.New("ops: no accounts")
+	}
+	if opts.Store != nil {
+		o.accounts[0].Serve(nil, store.Bolt(opts.Store), opts.Stack)
+	}
 	return o, nil
 }
 
@@ -147,104 +207,71 @@ func buildVersion() string {
 	return info.Main.Version
 }
 
-// Attach hooks ops into the runner's options: every journaled update is
-// counted and the session's up/down is tracked. Existing hooks are kept
-// and called first.
-func (o *Ops) Attach(ro *runner.Options) {
-	prevObserve, prevReady := ro.Observe, ro.OnReady
-	ro.Observe = func(entries []store.Entry) {
-		if prevObserve != nil {
-			prevObserve(entries)
-		}
-		o.ObserveEntries(entries)
-	}
-	ro.OnReady = func(s *runner.Session) {
-		if prevReady != nil {
-			prevReady(s)
-		}
-		name := ""
-		if s.Self != nil {
-			name = s.Self.FirstName
-			if s.Self.LastName != "" {
-				name += " " + s.Self.LastName
-			}
-			o.SessionUp(s.Account, s.Self.ID, s.Self.Username, name)
+// Account returns the ops of a configured account, or nil when name is not
+// one of Options.Accounts.
+func (o *Ops) Account(name string) *AccountOps {
+	for _, a := range o.accounts {
+		if a.name == name {
+			return a
 		}
 	}
+	return nil
 }
 
-// ObserveEntries counts journaled updates by kind.
-func (o *Ops) ObserveEntries(entries []store.Entry) {
-	for _, e := range entries {
-		o.metrics.updates.WithLabelValues(e.Kind).Inc()
-	}
-}
+// Accounts are the ops of every configured account, in config order.
+func (o *Ops) Accounts() []*AccountOps { return slices.Clone(o.accounts) }
 
-// SessionUp records that the account is logged in and updates flow; the
-// first call also tells systemd the runner is ready.
+// first is the single account's ops, for the one-account shortcuts below.
+func (o *Ops) first() *AccountOps { return o.accounts[0] }
+
+// Attach hooks the first account's ops into the runner's options (the
+// one-account runner); see AccountOps.Serve.
+func (o *Ops) Attach(ro *runner.Options) { o.first().attach(ro) }
+
+// ObserveEntries counts the first account's journaled updates by kind.
+func (o *Ops) ObserveEntries(entries []store.Entry) { o.first().ObserveEntries(entries) }
+
+// SessionUp records that the first account is logged in; see
+// AccountOps.SessionUp.
 func (o *Ops) SessionUp(account string, selfID int64, username, name string) {
+	a := o.Account(account)
+	if a == nil {
+		a = o.first()
+	}
+	a.SessionUp(selfID, username, name)
+}
+
+// SessionDown records that the first account's session ended.
+func (o *Ops) SessionDown(err error) { o.first().SessionDown(err) }
+
+// ConnectionState records the first account's connection state; see
+// AccountOps.ConnectionState.
+func (o *Ops) ConnectionState(state string) { o.first().ConnectionState(state) }
+
+// ConnectionDead records why the first account's connection died.
+func (o *Ops) ConnectionDead(err error) { o.first().ConnectionDead(err) }
+
+// FloodWait counts a FLOOD_WAIT the first account's client sat out.
+func (o *Ops) FloodWait(d time.Duration) { o.first().FloodWait(d) }
+
+// ObservePluginLatency feeds the first account's latency histogram.
+func (o *Ops) ObservePluginLatency(plugin string, d time.Duration) {
+	o.first().ObservePluginLatency(plugin, d)
+}
+
+// notifyReady tells systemd the runner is ready when the first account
+// comes up: the service has started its work.
+func (o *Ops) notifyReady() {
 	o.mu.Lock()
-	o.session = sessionInfo{Up: true, Account: account, SelfID: selfID, Username: username, Name: name, Since: time.Now()}
+	sent := o.readySent
+	o.readySent = true
 	o.mu.Unlock()
-	o.metrics.sessions.Inc()
+	if sent {
+		return
+	}
 	if err := o.opts.Notifier.Ready(); err != nil {
 		o.log.Warn("Could not notify systemd that the runner is ready", zap.Error(err))
 	}
-}
-
-// SessionDown records that the session ended (Runner.Run returned), with
-// its error if any.
-func (o *Ops) SessionDown(err error) {
-	o.mu.Lock()
-	o.session.Up = false
-	o.session.Ended = time.Now()
-	o.session.EndError = ""
-	if err != nil {
-		o.session.EndError = err.Error()
-	}
-	o.mu.Unlock()
-}
-
-// ConnectionState records the MTProto client's primary connection state
-// ("connecting", "ready", "disconnected"), as gotd's
-// telegram.Options.OnConnectionState reports it. A "connecting" after a
-// "ready" or "disconnected" counts as a reconnect. It must not block.
-func (o *Ops) ConnectionState(state string) {
-	o.mu.Lock()
-	prev := o.conn.State
-	if state == "connecting" && (prev == "ready" || prev == "disconnected") {
-		o.conn.Reconnects++
-		o.metrics.reconnects.Inc()
-	}
-	if state != prev {
-		o.conn.State, o.conn.Since = state, time.Now()
-	}
-	o.mu.Unlock()
-}
-
-// ConnectionDead records why the connection died (gotd's
-// telegram.Options.OnDead).
-func (o *Ops) ConnectionDead(err error) {
-	o.mu.Lock()
-	if err != nil {
-		o.conn.LastDead = err.Error()
-	}
-	o.mu.Unlock()
-}
-
-// FloodWait counts a FLOOD_WAIT the client's floodwait.Waiter sat out
-// (below limits.flood_wait.max_wait); the guard's own flood waits are
-// counted from the audit log.
-func (o *Ops) FloodWait(d time.Duration) {
-	o.metrics.floodWaits.WithLabelValues(sourceClient).Inc()
-	o.metrics.floodWaitSeconds.WithLabelValues(sourceClient).Add(d.Seconds())
-}
-
-// ObservePluginLatency feeds the handler latency histogram (event sent to
-// ack received). The plugin host has no hook for it yet; see
-// docs/operations.md.
-func (o *Ops) ObservePluginLatency(plugin string, d time.Duration) {
-	o.metrics.latency.WithLabelValues(plugin).Observe(d.Seconds())
 }
 
 // Start opens the HTTP listener (when configured) and the control socket,
@@ -266,13 +293,21 @@ func (o *Ops) Start(ctx context.Context) error {
 	}
 	if o.opts.Socket != "" {
 		ln, err := listenSocket(o.opts.Socket)
-		if err != nil {
+		switch {
+		case err == nil:
+			o.socket = ln
+			o.serve(ctx, ln, o.controlHandler())
+		case o.opts.Leases != nil && errors.Is(err, ErrSocketInUse):
+			// Runners sharing a config on one machine: the first serves
+			// the socket, and its status shows who holds every account.
+			o.log.Warn("Another runner on this machine serves the control socket; this one serves none (set ops.socket per runner to reach each)",
+				zap.String("socket", o.opts.Socket))
+			o.opts.Socket = ""
+		default:
 			o.closeListeners()
 			cancel()
 			return err
 		}
-		o.socket = ln
-		o.serve(ctx, ln, o.controlHandler())
 	}
 	o.wg.Add(1)
 	go func() {
@@ -349,18 +384,4 @@ func (o *Ops) closeListeners() {
 			o.log.Debug("Remove control socket", zap.Error(err))
 		}
 	}
-}
-
-func (o *Ops) guard() *guard.Guard {
-	if o.opts.Stack == nil {
-		return nil
-	}
-	return o.opts.Stack.Guard()
-}
-
-func (o *Ops) host() *pluginhost.Host {
-	if o.opts.Stack == nil {
-		return nil
-	}
-	return o.opts.Stack.Host()
 }

@@ -8,18 +8,37 @@ import (
 	"time"
 
 	"github.com/tgrunner/tgrunner/core/guard"
-	"github.com/tgrunner/tgrunner/core/store"
 )
 
 // Status is what `runner status --json`, /api/status and the status page
 // show. Field names are a stable contract for scripts.
+//
+// Accounts lists every configured account. A runner with a single account
+// also carries that account's fields at the top level (account,
+// connection, journal, plugins, guard, audit), as it always has.
 type Status struct {
 	Version   string    `json:"version"`
 	Time      time.Time `json:"time"`
 	StartedAt time.Time `json:"started_at"`
 	PID       int       `json:"pid"`
+	// Holder is this runner's lease holder id when accounts run under
+	// leases (storage in Redis).
+	Holder string `json:"holder,omitempty"`
 
-	Account    Account    `json:"account"`
+	*AccountStatus
+	Accounts []AccountStatus `json:"accounts"`
+	// Ready is the runner's verdict: every account it runs is ready.
+	Ready Readiness `json:"ready"`
+}
+
+// AccountStatus is one account's part of the status.
+type AccountStatus struct {
+	Account Account `json:"account"`
+	// Held is true while the account runs in this process. With leases, an
+	// account held by another runner shows that runner in HeldBy ("" when
+	// no runner holds it right now).
+	Held       bool       `json:"held"`
+	HeldBy     string     `json:"held_by,omitempty"`
 	Connection Connection `json:"connection"`
 	Journal    Journal    `json:"journal"`
 	Plugins    []Plugin   `json:"plugins"`
@@ -74,7 +93,9 @@ type ConsumerLag struct {
 
 // Plugin is one plugin instance.
 type Plugin struct {
-	Name             string    `json:"name"`
+	Name string `json:"name"`
+	// Account is the account the instance serves.
+	Account          string    `json:"account,omitempty"`
 	State            string    `json:"state"`
 	Since            time.Time `json:"since,omitzero"`
 	PID              int       `json:"pid,omitempty"`
@@ -123,46 +144,97 @@ type Readiness struct {
 // auditShown is how many audit records the status carries.
 const auditShown = 20
 
-// Status takes a snapshot of the runner.
+// Status takes a snapshot of the runner and every account.
 func (o *Ops) Status(ctx context.Context) Status {
-	o.mu.Lock()
-	sess, conn := o.session, o.conn
-	o.mu.Unlock()
 	st := Status{
 		Version:   o.version,
 		Time:      time.Now().UTC(),
 		StartedAt: o.started.UTC(),
 		PID:       os.Getpid(),
+		Holder:    o.opts.Holder,
+		Accounts:  make([]AccountStatus, 0, len(o.accounts)),
+	}
+	for _, a := range o.accounts {
+		st.Accounts = append(st.Accounts, a.status(ctx))
+	}
+	if len(st.Accounts) == 1 {
+		st.AccountStatus = &st.Accounts[0]
+	}
+	st.Ready = o.overallReadiness(st.Accounts)
+	return st
+}
+
+// overallReadiness: ready when every account this runner is responsible
+// for is. Under leases that is the accounts held here (a runner holding
+// none is a ready standby); otherwise every configured account.
+func (o *Ops) overallReadiness(accounts []AccountStatus) Readiness {
+	var problems []string
+	for _, a := range accounts {
+		if o.opts.Leases != nil && !a.Held {
+			continue
+		}
+		for _, p := range a.Ready.Problems {
+			if len(accounts) > 1 {
+				p = "account " + a.Account.Name + ": " + p
+			}
+			problems = append(problems, p)
+		}
+	}
+	return Readiness{Ready: len(problems) == 0, Problems: problems}
+}
+
+func (a *AccountOps) status(ctx context.Context) AccountStatus {
+	v := a.view()
+	sess, conn := v.session, v.conn
+	st := AccountStatus{
 		Account: Account{
-			Name: sess.Account, LoggedIn: sess.Up, UserID: sess.SelfID, Username: sess.Username,
+			Name: a.name, LoggedIn: sess.Up, UserID: sess.SelfID, Username: sess.Username,
 			Display: sess.Name, Since: utc(sess.Since), LastError: sess.EndError,
 		},
+		Held: v.held,
 		Connection: Connection{
-			Server: string(o.opts.Config.Server.Type), State: effectiveConnState(sess, conn),
+			Server: string(a.o.opts.Config.Server.Type), State: effectiveConnState(sess, conn),
 			Since: utc(conn.Since), Reconnects: conn.Reconnects, LastDead: conn.LastDead, Reported: conn.State != "",
 		},
+		Journal: Journal{Consumers: []ConsumerLag{}},
 		Plugins: []Plugin{},
 		Audit:   []guard.AuditRecord{},
-	}
-	if st.Account.Name == "" {
-		st.Account.Name = "default"
 	}
 	if !conn.Reported() && sess.Up {
 		st.Connection.Since = utc(sess.Since)
 	}
-	j := o.opts.Store.Journal()
-	st.Journal.LastSeq = j.LastSeq()
-	st.Journal.Depth, _ = j.Depth(ctx)
-	st.Journal.Consumers = o.consumerLags(ctx)
-	lags := map[string]uint64{}
-	for _, c := range st.Journal.Consumers {
-		lags[c.Consumer] = c.Lag
-		st.Journal.Lag = max(st.Journal.Lag, c.Lag)
+	if !v.held && a.o.opts.Leases != nil {
+		st.Connection.State = "elsewhere"
+		holder, _, err := a.o.opts.Leases.Current(ctx, a.name)
+		switch {
+		case err != nil:
+			st.HeldBy = "unknown (" + err.Error() + ")"
+		default:
+			st.HeldBy = holder
+		}
+		why := "held by runner " + st.HeldBy
+		if st.HeldBy == "" {
+			why = "held by no runner right now"
+			st.Connection.State = "disconnected"
+		}
+		st.Ready = Readiness{Problems: []string{"not run here: " + why}}
+		return st
 	}
-	if h := o.host(); h != nil {
+	lags := map[string]uint64{}
+	if v.st != nil {
+		j := v.st.Journal()
+		st.Journal.LastSeq = j.LastSeq()
+		st.Journal.Depth, _ = j.Depth(ctx)
+		st.Journal.Consumers = v.consumerLags(ctx)
+		for _, c := range st.Journal.Consumers {
+			lags[c.Consumer] = c.Lag
+			st.Journal.Lag = max(st.Journal.Lag, c.Lag)
+		}
+	}
+	if h := v.host(); h != nil {
 		for _, p := range h.Status() {
 			st.Plugins = append(st.Plugins, Plugin{
-				Name: p.Name, State: string(p.State), Since: utc(p.Since), PID: p.PID, Version: p.Version, SDK: p.SDK,
+				Name: p.Name, Account: a.name, State: string(p.State), Since: utc(p.Since), PID: p.PID, Version: p.Version, SDK: p.SDK,
 				Restarts: p.Restarts, Crashes: p.Crashes, LastError: p.LastError, QuarantineReason: p.QuarantineReason,
 				NextStart: utc(p.NextStart), QueueDepth: p.QueueDepth, InFlight: p.InFlight,
 				Delivered: p.Delivered, Failed: p.Failed, Dropped: p.Dropped, Filtered: p.Filtered,
@@ -172,7 +244,7 @@ func (o *Ops) Status(ctx context.Context) Status {
 			})
 		}
 	}
-	if g := o.guard(); g != nil {
+	if g := v.guard(); g != nil {
 		snap := g.Snapshot(ctx)
 		st.Guard = &Guard{
 			Paused: snap.Paused, PauseReason: snap.PauseReason, PausedSince: utc(snap.PausedSince), DryRun: snap.DryRun,
@@ -187,7 +259,7 @@ func (o *Ops) Status(ctx context.Context) Status {
 		}
 		st.Audit = latestAudit(ctx, g)
 	}
-	st.Ready = o.readiness(sess, conn, st.Plugins)
+	st.Ready = v.readiness(st.Plugins)
 	return st
 }
 
@@ -228,12 +300,13 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func pluginConsumer(name string) string { return "plugin:" + name }
 
-// readiness is the /readyz verdict: logged in, updates flowing, and no
-// plugin quarantined (unless the config says they do not count).
-func (o *Ops) readiness(sess sessionInfo, conn connInfo, plugins []Plugin) Readiness {
+// readiness is the account's /readyz verdict: logged in, updates flowing,
+// and no plugin quarantined (unless the config says they do not count).
+func (v accountView) readiness(plugins []Plugin) Readiness {
+	sess, conn := v.session, v.conn
 	var problems []string
 	if !sess.Up {
-		if sess.Since.IsZero() {
+		if sess.Since.IsZero() && sess.Ended.IsZero() {
 			problems = append(problems, "not logged in yet: the session is not up")
 		} else {
 			problems = append(problems, "the session ended: "+orNone(sess.EndError))
@@ -242,10 +315,12 @@ func (o *Ops) readiness(sess sessionInfo, conn connInfo, plugins []Plugin) Readi
 	if conn.Reported() && conn.State != "ready" {
 		problems = append(problems, "MTProto connection is "+conn.State)
 	}
-	if err := o.opts.Store.Journal().Failed(); err != nil {
-		problems = append(problems, "updates are not flowing: the journal failed: "+err.Error())
+	if v.st != nil {
+		if err := v.st.Journal().Failed(); err != nil {
+			problems = append(problems, "updates are not flowing: the journal failed: "+err.Error())
+		}
 	}
-	if !o.opts.Config.Ops.IgnoreQuarantined {
+	if !v.a.o.opts.Config.Ops.IgnoreQuarantined {
 		var q []string
 		for _, p := range plugins {
 			if p.State == "quarantined" {
@@ -268,8 +343,11 @@ func orNone(s string) string {
 
 // consumerLags reads every registered journal consumer's lag, sorted by
 // name.
-func (o *Ops) consumerLags(ctx context.Context) []ConsumerLag {
-	j := o.opts.Store.Journal()
+func (v accountView) consumerLags(ctx context.Context) []ConsumerLag {
+	if v.st == nil {
+		return nil
+	}
+	j := v.st.Journal()
 	names, err := j.Consumers(ctx)
 	if err != nil {
 		return nil
@@ -277,7 +355,7 @@ func (o *Ops) consumerLags(ctx context.Context) []ConsumerLag {
 	sort.Strings(names)
 	out := make([]ConsumerLag, 0, len(names))
 	for _, n := range names {
-		c := o.consumer(ctx, j, n)
+		c := v.a.consumer(ctx, v.st, n)
 		if c == nil {
 			continue
 		}
@@ -288,26 +366,4 @@ func (o *Ops) consumerLags(ctx context.Context) []ConsumerLag {
 		out = append(out, ConsumerLag{Consumer: n, Lag: lag})
 	}
 	return out
-}
-
-// consumer returns a handle to an already registered consumer; handles are
-// cached because taking one is a write transaction.
-func (o *Ops) consumer(ctx context.Context, j *store.Journal, name string) *store.Consumer {
-	o.mu.Lock()
-	c, ok := o.consumers[name]
-	o.mu.Unlock()
-	if ok {
-		return c
-	}
-	c, err := j.Consumer(ctx, name, store.ConsumerOptions{})
-	if err != nil {
-		return nil
-	}
-	o.mu.Lock()
-	if o.consumers == nil {
-		o.consumers = map[string]*store.Consumer{}
-	}
-	o.consumers[name] = c
-	o.mu.Unlock()
-	return c
 }
