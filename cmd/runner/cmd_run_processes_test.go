@@ -18,6 +18,7 @@ import (
 
 	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/lease"
+	"github.com/tgrunner/tgrunner/core/ops"
 	"github.com/tgrunner/tgrunner/core/runner"
 	"github.com/tgrunner/tgrunner/core/store/redisstore/redistest"
 	"github.com/tgrunner/tgrunner/sandbox"
@@ -34,6 +35,7 @@ type sharedEnv struct {
 	alice   *sandbox.User
 	owners  map[string]*sandbox.User
 	cfgPath string
+	dir     string // storage.dir: the shared control socket lives here
 	bin     string
 	apiHash string
 	procs   map[int]*exec.Cmd
@@ -63,6 +65,7 @@ func newSharedEnv(t *testing.T, names []string) *sharedEnv {
 	require.NoError(t, err)
 
 	pingPath, pingSum := buildPingPlugin(t)
+	e.dir = t.TempDir()
 	var b strings.Builder
 	fmt.Fprintf(&b, `version: 1
 server: {type: custom, address: %q, dc: %d, public_key_file: %q}
@@ -73,7 +76,7 @@ plugins:
     sha256: %s
     permissions: {actions: [send, edit], chats: [private]}
 accounts:
-`, e.sb.Addr(), e.sb.DC(), keyFile, t.TempDir(), srv.URL(0), pingPath, pingSum)
+`, e.sb.Addr(), e.sb.DC(), keyFile, e.dir, srv.URL(0), pingPath, pingSum)
 	for i, name := range names {
 		u, err := e.sb.CreateUser(ctx, sandbox.UserSpec{Phone: fmt.Sprintf("99966400%02d", i+1), FirstName: "Owner " + name})
 		require.NoError(t, err)
@@ -168,6 +171,61 @@ func (e *sharedEnv) waitPongs(want int, within time.Duration, names ...string) {
 	}, within, 50*time.Millisecond, "every account answers %d .ping", want)
 }
 
+// waitStatus waits until `runner status` through the shared control
+// socket (served by whichever process holds its lock) lists every account
+// with its true holder: the accounts the answering process runs in detail
+// (logged in, the ping plugin running), the others with the holder's id.
+// It returns the pid of the process that answered.
+func (e *sharedEnv) waitStatus(names []string, pids ...int) int {
+	e.t.Helper()
+	c := ops.NewClient(filepath.Join(e.dir, config.DefaultSocketName))
+	defer c.Close()
+	var last string
+	answered := 0
+	ok := func() bool {
+		st, err := c.Status(e.ctx)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		if !slices.Contains(pids, st.PID) {
+			last = fmt.Sprintf("answered by pid %d, not one of %v", st.PID, pids)
+			return false
+		}
+		if len(st.Accounts) != len(names) {
+			last = fmt.Sprintf("%d accounts in the status, want %d", len(st.Accounts), len(names))
+			return false
+		}
+		for i, a := range st.Accounts {
+			holder, _, err := e.locker.Current(e.ctx, a.Account.Name)
+			require.NoError(e.t, err)
+			switch {
+			case a.Account.Name != names[i]:
+				last = fmt.Sprintf("account %d is %s, want %s", i, a.Account.Name, names[i])
+			case a.Held && holder != st.Holder:
+				last = fmt.Sprintf("%s: held here (%s) but the lease says %s", a.Account.Name, st.Holder, holder)
+			case a.Held && !(a.Account.LoggedIn && a.Account.UserID == e.owners[a.Account.Name].ID):
+				last = fmt.Sprintf("%s: held here but not logged in as its owner: %+v", a.Account.Name, a.Account)
+			case a.Held && (len(a.Plugins) != 1 || a.Plugins[0].State != "running"):
+				last = fmt.Sprintf("%s: plugins %+v", a.Account.Name, a.Plugins)
+			case !a.Held && (a.HeldBy == "" || a.HeldBy != holder):
+				last = fmt.Sprintf("%s: shown held by %q, the lease says %q", a.Account.Name, a.HeldBy, holder)
+			default:
+				continue
+			}
+			return false
+		}
+		if !st.Ready.Ready {
+			last = fmt.Sprintf("not ready: %v", st.Ready.Problems)
+			return false
+		}
+		answered = st.PID
+		return true
+	}
+	require.Eventually(e.t, ok, 30*time.Second, 100*time.Millisecond, "status through the shared socket: %s", func() string { return last }())
+	return answered
+}
+
 // waitHeld waits until every account is held by one of pids.
 func (e *sharedEnv) waitHeld(names []string, pids ...int) {
 	e.t.Helper()
@@ -213,6 +271,8 @@ func TestThreeProcessesShareFiveAccounts(t *testing.T) {
 		}
 	}
 	require.NotZero(t, victim, "some process holds two accounts: %v", held)
+	// One process answers `runner status` for all five accounts.
+	e.waitStatus(names, pids...)
 
 	// SIGKILL the holder of two accounts; messages for them arrive while
 	// they are down and are answered once they resume elsewhere.
@@ -229,6 +289,9 @@ func TestThreeProcessesShareFiveAccounts(t *testing.T) {
 	t.Logf("accounts %v resumed and answered %s after the SIGKILL", moved, time.Since(killed).Round(time.Millisecond))
 	alive := slices.DeleteFunc(slices.Clone(pids), func(p int) bool { return p == victim })
 	e.waitHeld(moved, alive...)
+	// The status still shows every account, from a survivor if the
+	// victim was the one serving the socket.
+	e.waitStatus(names, alive...)
 	// Nothing doubled: one pong per .ping, and never two connections at once.
 	for _, name := range names {
 		want := 1
@@ -283,4 +346,17 @@ func TestStoppedHolderDoesNotActForLostAccounts(t *testing.T) {
 		t.Logf("%s: at most %d connections at once (the stopped process kept its socket open)",
 			name, e.sb.MaxConcurrentSessions(e.owners[name].ID))
 	}
+	// The resumed process dropped its connections for the lost accounts:
+	// the sandbox sees one connection per account, the new holder's.
+	require.Eventually(t, func() bool {
+		for _, name := range names {
+			if e.sb.ConnectedSessions(e.owners[name].ID) != 1 {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "one connection per account once the stopped process resumed")
+	// And the status through the shared socket shows both accounts with
+	// the new holder, whichever process serves it.
+	e.waitStatus(names, first, second)
 }

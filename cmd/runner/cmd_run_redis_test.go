@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/lease"
+	"github.com/tgrunner/tgrunner/core/ops"
 	"github.com/tgrunner/tgrunner/core/store/redisstore/redistest"
 )
 
@@ -64,6 +66,23 @@ accounts:
 		require.NoError(t, err)
 		require.EqualValues(t, 1, n, "the session of %s is in Redis", name)
 	}
+	// The status through the control socket shows both accounts run
+	// here, under this runner's lease holder id.
+	c := ops.NewClient(filepath.Join(runnerStorageDir(cfg), config.DefaultSocketName))
+	defer c.Close()
+	require.Eventually(t, func() bool {
+		st, err := c.Status(ctx)
+		if err != nil || len(st.Accounts) != 2 || st.Holder == "" {
+			return false
+		}
+		for _, a := range st.Accounts {
+			holder, _, err := locker.Current(ctx, a.Account.Name)
+			if err != nil || !a.Held || !a.Account.LoggedIn || holder != st.Holder {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "both accounts in the status, held by this runner")
 	cancel()
 	select {
 	case err := <-done:

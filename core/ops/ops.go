@@ -106,13 +106,14 @@ type Ops struct {
 	reg      *prometheus.Registry
 	accounts []*AccountOps // config order; fixed after New
 
-	mu        sync.Mutex // guards the accounts' state and the fields below
-	readySent bool
-	listener  net.Listener
-	socket    net.Listener
-	servers   []*http.Server
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	mu         sync.Mutex // guards the accounts' state and the fields below
+	readySent  bool
+	listener   net.Listener
+	socket     net.Listener
+	socketLock *os.File
+	servers    []*http.Server
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 type sessionInfo struct {
@@ -292,21 +293,24 @@ func (o *Ops) Start(ctx context.Context) error {
 		o.log.Info("Status page, metrics and health checks", zap.String("url", "http://"+ln.Addr().String()+"/"))
 	}
 	if o.opts.Socket != "" {
-		ln, err := listenSocket(o.opts.Socket)
-		switch {
-		case err == nil:
+		if o.opts.Leases != nil {
+			// Runners sharing a config on one machine share the socket:
+			// one serves it (its status shows who holds every account),
+			// and another takes over when that one stops.
+			o.wg.Add(1)
+			go func() {
+				defer o.wg.Done()
+				o.serveSharedSocket(ctx)
+			}()
+		} else {
+			ln, err := listenSocket(o.opts.Socket)
+			if err != nil {
+				o.closeListeners()
+				cancel()
+				return err
+			}
 			o.socket = ln
 			o.serve(ctx, ln, o.controlHandler())
-		case o.opts.Leases != nil && errors.Is(err, ErrSocketInUse):
-			// Runners sharing a config on one machine: the first serves
-			// the socket, and its status shows who holds every account.
-			o.log.Warn("Another runner on this machine serves the control socket; this one serves none (set ops.socket per runner to reach each)",
-				zap.String("socket", o.opts.Socket))
-			o.opts.Socket = ""
-		default:
-			o.closeListeners()
-			cancel()
-			return err
 		}
 	}
 	o.wg.Add(1)
@@ -324,7 +328,9 @@ func (o *Ops) serve(ctx context.Context, ln net.Listener, h http.Handler) {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          zap.NewStdLog(o.log.Named("http")),
 	}
+	o.mu.Lock()
 	o.servers = append(o.servers, srv)
+	o.mu.Unlock()
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
@@ -362,7 +368,10 @@ func (o *Ops) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error
-	for _, srv := range o.servers {
+	o.mu.Lock()
+	servers := slices.Clone(o.servers)
+	o.mu.Unlock()
+	for _, srv := range servers {
 		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 			_ = srv.Close()
@@ -377,11 +386,18 @@ func (o *Ops) closeListeners() {
 	if o.listener != nil {
 		_ = o.listener.Close()
 	}
-	if o.socket != nil {
-		_ = o.socket.Close()
+	o.mu.Lock()
+	socket, lock := o.socket, o.socketLock
+	o.socket, o.socketLock = nil, nil
+	o.mu.Unlock()
+	if socket != nil {
+		_ = socket.Close()
 		// net.UnixListener removes its file on Close; make sure.
 		if err := os.Remove(o.opts.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 			o.log.Debug("Remove control socket", zap.Error(err))
 		}
+	}
+	if lock != nil {
+		_ = lock.Close() // releases the flock: another runner may serve now
 	}
 }
