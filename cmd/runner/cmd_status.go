@@ -150,6 +150,16 @@ func printAccount(out io.Writer, st ops.Status, acct ops.AccountStatus) error {
 		login += ": " + a.LastError
 	}
 	fmt.Fprintf(tw, "Account\t%s, %s\n", who, login)
+	if !acct.Held {
+		runs := "not in this runner"
+		switch {
+		case acct.HeldBy != "":
+			runs += "; runner " + acct.HeldBy + " holds its lease"
+		case st.Holder != "":
+			runs += "; no runner holds its lease right now"
+		}
+		fmt.Fprintf(tw, "Runs\t%s\n", runs)
+	}
 	c := acct.Connection
 	conn := fmt.Sprintf("%s to %s", c.State, c.Server)
 	if c.Reported {

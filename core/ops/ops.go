@@ -318,6 +318,12 @@ func (o *Ops) Start(ctx context.Context) error {
 		defer o.wg.Done()
 		o.watchdog(ctx)
 	}()
+	if o.opts.Leases != nil {
+		// Under leases a runner may hold no account for as long as the
+		// others live: it is up and standing by, which is what systemd
+		// waits for.
+		o.notifyReady()
+	}
 	return nil
 }
 
