@@ -5184,7 +5184,14 @@ type ActionRequest struct {
 	Id     uint64  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Action *Action `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	// The event that caused it, for the audit log (0 if none).
-	CauseSeq      uint64 `protobuf:"varint,3,opt,name=cause_seq,json=causeSeq,proto3" json:"cause_seq,omitempty"`
+	CauseSeq uint64 `protobuf:"varint,3,opt,name=cause_seq,json=causeSeq,proto3" json:"cause_seq,omitempty"`
+	// A short label the plugin gives the call (e.g. the rule that made it),
+	// recorded in the audit log next to the plugin's source. It does not
+	// change the source: budgets and permissions stay per plugin. The runner
+	// keeps at most 64 bytes of valid UTF-8 without control characters.
+	// A later addition to version 1: older runners ignore it, and a plugin
+	// that does not set it sends "" (no label).
+	Label         string `protobuf:"bytes,4,opt,name=label,proto3" json:"label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5238,6 +5245,13 @@ func (x *ActionRequest) GetCauseSeq() uint64 {
 		return x.CauseSeq
 	}
 	return 0
+}
+
+func (x *ActionRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
 }
 
 type ActionResponse struct {
@@ -5914,11 +5928,12 @@ const file_tgrunner_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x02me\x18\x04 \x01(\v2\x18.tgrunner.plugin.v1.UserR\x02me\x12%\n" +
 	"\x0ecommand_prefix\x18\x05 \x01(\tR\rcommandPrefix\x129\n" +
 	"\agranted\x18\x06 \x01(\v2\x1f.tgrunner.plugin.v1.PermissionsR\agranted\"\x13\n" +
-	"\x11ConfigureResponse\"p\n" +
+	"\x11ConfigureResponse\"\x86\x01\n" +
 	"\rActionRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x122\n" +
 	"\x06action\x18\x02 \x01(\v2\x1a.tgrunner.plugin.v1.ActionR\x06action\x12\x1b\n" +
-	"\tcause_seq\x18\x03 \x01(\x04R\bcauseSeq\"Z\n" +
+	"\tcause_seq\x18\x03 \x01(\x04R\bcauseSeq\x12\x14\n" +
+	"\x05label\x18\x04 \x01(\tR\x05label\"Z\n" +
 	"\x0eActionResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x128\n" +
 	"\x06result\x18\x02 \x01(\v2 .tgrunner.plugin.v1.ActionResultR\x06result\"/\n" +

@@ -35,7 +35,9 @@ class PluginServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Info(self, request, context):
-        """Info describes the plugin. Called once after the process starts.
+        """Info describes the plugin. Called after the process starts and again
+        after Configure: the subscription it returns then is the one in force,
+        so it may depend on the config (e.g. the command prefix).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
