@@ -34,6 +34,10 @@ type AuditRecord struct {
 	Time time.Time `json:"time"`
 	// Source is who asked: "plugin:NAME", "rule:NAME", "owner" or "runner".
 	Source string `json:"source"`
+	// Label is what the plugin called the action, e.g. the rule of the
+	// rules plugin that made it. The plugin host cleans it (short, printable
+	// UTF-8); it never changes Source, which budgets are keyed on.
+	Label string `json:"label,omitempty"`
 	// Kind is the action kind (send, edit, join, raw_invoke, ...) or a guard
 	// event (pause, resume, first_contacts_pause).
 	Kind string `json:"kind"`
@@ -221,6 +225,8 @@ type AuditFilter struct {
 	Source string
 	// Plugin matches "plugin:NAME" (and a rule of the same name).
 	Plugin string
+	// Label matches the plugin-chosen label exactly ("greet").
+	Label string
 	// Chat matches the chat reference ("user:42").
 	Chat    string
 	Since   time.Time // inclusive
@@ -235,6 +241,9 @@ func (f AuditFilter) match(r AuditRecord) bool {
 		return false
 	}
 	if f.Plugin != "" && r.Source != PluginSource(f.Plugin) && r.Source != RuleSource(f.Plugin) {
+		return false
+	}
+	if f.Label != "" && r.Label != f.Label {
 		return false
 	}
 	if f.Chat != "" && r.Chat != f.Chat {
