@@ -3,6 +3,8 @@ package guard
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -29,6 +31,7 @@ const (
 	keyPeerFloodUntil = "peer_flood_until"
 	prefixCount       = "count/"
 	prefixContacted   = "contacted/"
+	prefixDup         = "dup/"
 )
 
 // admit applies the checks that refuse a write outright: the same text to
@@ -39,10 +42,15 @@ func (g *Guard) admit(ctx context.Context, call action.Call, in info, rec AuditR
 	now := g.now()
 	var commits []func()
 	if in.send && in.chatKey != "" && !g.isSelf(in.chat) {
+		if err := g.dup.load(ctx, now, g.cfgNow().DuplicateText.Window); err != nil {
+			// Checked against what this process remembers; loading is
+			// tried again with the next send.
+			g.log.Warn("Read the duplicate-text memory", zap.Error(err))
+		}
 		if retry, why := g.dup.check(call.Source, in, now, g.cfgNow().DuplicateText); why != "" {
 			return g.refuse(rec, pb.ErrorCode_ERROR_CODE_THROTTLED, retry, why, OutcomeThrottled)
 		}
-		commits = append(commits, func() { g.dup.record(in, now, g.cfgNow().DuplicateText) })
+		commits = append(commits, func() { g.dup.record(ctx, in, now, g.cfgNow().DuplicateText) })
 	}
 	var firstContact bool
 	if in.toUserID != 0 && !g.isSelf(in.chat) {
@@ -374,15 +382,95 @@ type dupEntry struct {
 }
 
 // dupTracker remembers which chats each normalised text went to within the
-// window. It lives in memory: a restart forgets it.
+// window. The memory is kept in the guard's storage too (one dup/ key per
+// text), so a restart, a reload or the account's lease moving to another
+// runner does not hand a broadcasting plugin a fresh allowance.
 type dupTracker struct {
+	kv  store.KV // nil: memory only
+	log *zap.Logger
+
 	mu      sync.Mutex
+	loaded  bool
 	entries map[[32]byte]*dupEntry
 	swept   time.Time
 }
 
-func newDupTracker(config.DuplicateText) *dupTracker {
-	return &dupTracker{entries: map[[32]byte]*dupEntry{}}
+func newDupTracker(kv store.KV, log *zap.Logger) *dupTracker {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &dupTracker{kv: kv, log: log, entries: map[[32]byte]*dupEntry{}}
+}
+
+// load reads the remembered texts from storage once, dropping those older
+// than window.
+func (d *dupTracker) load(ctx context.Context, now time.Time, window time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.loaded || d.kv == nil {
+		return nil
+	}
+	pairs, err := d.kv.List(ctx, prefixDup, 0)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", prefixDup, err)
+	}
+	for _, p := range pairs {
+		var key [32]byte
+		raw, err := hex.DecodeString(strings.TrimPrefix(p.Key, prefixDup))
+		var chats map[string]int64
+		if err != nil || len(raw) != len(key) || json.Unmarshal(p.Value, &chats) != nil {
+			d.log.Warn("Dropping an unreadable duplicate-text record", zap.String("key", p.Key))
+			_ = d.kv.Delete(ctx, p.Key)
+			continue
+		}
+		copy(key[:], raw)
+		e := &dupEntry{chats: map[string]time.Time{}}
+		for chat, at := range chats {
+			if t := time.Unix(0, at); now.Sub(t) < window {
+				e.chats[chat] = t
+			}
+		}
+		if len(e.chats) == 0 {
+			if err := d.kv.Delete(ctx, p.Key); err != nil {
+				return fmt.Errorf("drop expired %s: %w", p.Key, err)
+			}
+			continue
+		}
+		// Memory may already know newer sends of this text.
+		if cur := d.entries[key]; cur != nil {
+			for chat, at := range cur.chats {
+				e.chats[chat] = at
+			}
+		}
+		d.entries[key] = e
+	}
+	d.loaded = true
+	return nil
+}
+
+// save writes e's chats (or deletes the record when there are none); the
+// caller holds d.mu.
+func (d *dupTracker) save(ctx context.Context, key [32]byte, e *dupEntry) {
+	if d.kv == nil {
+		return
+	}
+	k := prefixDup + hex.EncodeToString(key[:])
+	var err error
+	if e == nil || len(e.chats) == 0 {
+		err = d.kv.Delete(ctx, k)
+	} else {
+		chats := make(map[string]int64, len(e.chats))
+		for chat, at := range e.chats {
+			chats[chat] = at.UnixNano()
+		}
+		var b []byte
+		if b, err = json.Marshal(chats); err == nil {
+			err = d.kv.Set(ctx, k, b)
+		}
+	}
+	if err != nil {
+		d.log.Warn("Persist the duplicate-text memory", zap.Error(err))
+	}
 }
 
 func dupKey(text string) ([32]byte, bool) {
@@ -455,7 +543,7 @@ func allowName(source string) string {
 	return source
 }
 
-func (d *dupTracker) record(in info, now time.Time, cfg config.DuplicateText) {
+func (d *dupTracker) record(ctx context.Context, in info, now time.Time, cfg config.DuplicateText) {
 	if cfg.MaxChats <= 0 || cfg.Window <= 0 || in.reply {
 		return
 	}
@@ -471,9 +559,16 @@ func (d *dupTracker) record(in info, now time.Time, cfg config.DuplicateText) {
 		d.entries[key] = e
 	}
 	e.chats[in.chatKey] = now
+	for c, at := range e.chats {
+		if now.Sub(at) >= cfg.Window {
+			delete(e.chats, c)
+		}
+	}
+	d.save(ctx, key, e)
 	if now.Sub(d.swept) > cfg.Window {
 		d.swept = now
 		for k, e := range d.entries {
+			n := len(e.chats)
 			for c, at := range e.chats {
 				if now.Sub(at) >= cfg.Window {
 					delete(e.chats, c)
@@ -481,6 +576,9 @@ func (d *dupTracker) record(in info, now time.Time, cfg config.DuplicateText) {
 			}
 			if len(e.chats) == 0 {
 				delete(d.entries, k)
+				d.save(ctx, k, nil)
+			} else if len(e.chats) != n {
+				d.save(ctx, k, e)
 			}
 		}
 	}

@@ -177,7 +177,7 @@ func New(cfg config.Limits, deps Deps, opts Options) *Guard {
 		byChat:   map[string]*rate.Limiter{},
 		byGroup:  map[string]*rate.Limiter{},
 		slow:     map[string]*slowMode{},
-		dup:      newDupTracker(cfg.DuplicateText),
+		dup:      newDupTracker(deps.Store.PluginKV(kvNamespace), deps.Logger),
 		live:     map[string]*item{},
 	}
 	g.pol.Store(&policy{limits: cfg, plugins: opts.Plugins})

@@ -137,14 +137,14 @@ func TestQuietEnd(t *testing.T) {
 
 func TestDupTracker(t *testing.T) {
 	cfg := config.DuplicateText{MaxChats: 2, Window: time.Minute, Allow: []string{"news", "rule:digest"}}
-	d := newDupTracker(cfg)
+	d := newDupTracker(nil, nil)
 	now := time.Unix(1000, 0)
 	in := func(chat, text string) info { return info{chatKey: chat, text: text} }
 	text := "Limited offer, only today at our shop"
 	for _, chat := range []string{"user:1", "user:2"} {
 		_, why := d.check("plugin:p", in(chat, text), now, cfg)
 		require.Empty(t, why)
-		d.record(in(chat, text), now, cfg)
+		d.record(context.Background(), in(chat, text), now, cfg)
 	}
 	// The same chat again is fine; a third chat is not.
 	_, why := d.check("plugin:p", in("user:1", text), now, cfg)
@@ -161,13 +161,61 @@ func TestDupTracker(t *testing.T) {
 	_, why = d.check("plugin:p", info{chatKey: "user:3", text: text, reply: true}, now, cfg)
 	require.Empty(t, why)
 	for _, chat := range []string{"user:1", "user:2", "user:3"} {
-		d.record(in(chat, "thanks!"), now, cfg)
+		d.record(context.Background(), in(chat, "thanks!"), now, cfg)
 	}
 	_, why = d.check("plugin:p", in("user:4", "thanks!"), now, cfg)
 	require.Empty(t, why, "short everyday texts are exempt")
 	// After the window it may go again.
 	_, why = d.check("plugin:p", in("user:3", text), now.Add(time.Minute), cfg)
 	require.Empty(t, why)
+}
+
+// The duplicate-text memory is in the store: a new tracker on the same
+// storage (a restart) refuses what the old one would have, and records
+// past the window are dropped from storage.
+func TestDupTrackerSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir() + "/data"
+	cfg := config.DuplicateText{MaxChats: 2, Window: time.Minute}
+	now := time.Unix(1000, 0)
+	in := func(chat, text string) info { return info{chatKey: chat, text: text} }
+	text := "Limited offer, only today at our shop"
+	open := func() (*dupTracker, store.KV, func()) {
+		st, err := store.Open(ctx, dir, store.Options{})
+		require.NoError(t, err)
+		kv := store.Bolt(st).PluginKV(kvNamespace)
+		return newDupTracker(kv, nil), kv, func() { require.NoError(t, st.Close()) }
+	}
+
+	d, _, closeFirst := open()
+	require.NoError(t, d.load(ctx, now, cfg.Window))
+	for _, chat := range []string{"user:1", "user:2"} {
+		_, why := d.check("plugin:p", in(chat, text), now, cfg)
+		require.Empty(t, why)
+		d.record(ctx, in(chat, text), now, cfg)
+	}
+	d.record(ctx, in("user:1", "another long text that went to one chat"), now.Add(-50*time.Second), cfg)
+	closeFirst()
+
+	d, kv, closeStore := open()
+	require.NoError(t, d.load(ctx, now.Add(20*time.Second), cfg.Window))
+	retry, why := d.check("plugin:p", in("user:3", text), now.Add(20*time.Second), cfg)
+	require.Contains(t, why, "likely spam", "the restart did not reset the memory")
+	require.Equal(t, 40*time.Second, retry)
+	pairs, err := kv.List(ctx, prefixDup, 0)
+	require.NoError(t, err)
+	require.Len(t, pairs, 1, "the text older than the window was dropped on load")
+	closeStore()
+
+	d, kv, closeStore = open()
+	defer closeStore()
+	later := now.Add(2 * time.Minute)
+	require.NoError(t, d.load(ctx, later, cfg.Window))
+	_, why = d.check("plugin:p", in("user:3", text), later, cfg)
+	require.Empty(t, why)
+	pairs, err = kv.List(ctx, prefixDup, 0)
+	require.NoError(t, err)
+	require.Empty(t, pairs, "expired records are deleted")
 }
 
 func TestLaneOrderAndGivingUp(t *testing.T) {
