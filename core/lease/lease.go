@@ -6,8 +6,9 @@
 //
 // The lease key of account A is "tgr:{A}:lease" and holds
 // "TOKEN:NONCE:HOLDER";
-// the counter is "tgr:{A}:lease:counter". The hash tag {A} keeps them in
-// the slot of the account's data in a Redis Cluster.
+// the counter is "tgr:{A}:lease:counter"; "tgr:{A}:lease:handover" briefly
+// names the manager a rebalancing manager handed the account to. The hash
+// tag {A} keeps them in the slot of the account's data in a Redis Cluster.
 package lease
 
 import (
@@ -51,6 +52,10 @@ func KeyPrefix(prefix, account string) string {
 
 // Key is the lease key of account.
 func Key(prefix, account string) string { return KeyPrefix(prefix, account) + "lease" }
+
+// HandoverKey names the manager an account was just handed over to (see
+// Manager): other managers leave the free account to it for one TTL.
+func HandoverKey(prefix, account string) string { return Key(prefix, account) + ":handover" }
 
 // HeldError reports that another holder has the lease.
 type HeldError struct {
@@ -128,6 +133,7 @@ local cur = redis.call('GET', KEYS[1])
 if cur then return {0, cur} end
 local tok = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], tok .. ':' .. ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[3])
 return {tok, ''}
 `)
 
@@ -146,6 +152,17 @@ end
 return 0
 `)
 
+// handoverScript releases the lease and reserves the account for another
+// holder in one step, so no third manager slips in between.
+var handoverScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+`)
+
 // Acquire takes account's lease, or fails with *HeldError when another
 // holder has it. The lease renews itself until Release or until it is lost.
 func (l *Locker) Acquire(ctx context.Context, account string) (*Lease, error) {
@@ -159,7 +176,9 @@ func (l *Locker) Acquire(ctx context.Context, account string) (*Lease, error) {
 	var nonce [6]byte
 	_, _ = rand.Read(nonce[:])
 	suffix := hex.EncodeToString(nonce[:]) + ":" + l.opts.Holder
-	res, err := acquireScript.Run(ctx, l.rdb, []string{key, key + ":counter"}, suffix, l.opts.TTL.Milliseconds()).Slice()
+	// Acquiring clears a handover reservation: it has served its purpose.
+	keys := []string{key, key + ":counter", HandoverKey(l.opts.Prefix, account)}
+	res, err := acquireScript.Run(ctx, l.rdb, keys, suffix, l.opts.TTL.Milliseconds()).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("acquire lease of account %s: %w", account, err)
 	}
@@ -331,6 +350,19 @@ func (le *Lease) Release(ctx context.Context) error {
 	le.markLost(errors.New("released"))
 	if _, err := releaseScript.Run(ctx, le.l.rdb, []string{le.key}, le.value).Result(); err != nil {
 		return fmt.Errorf("release lease of account %s: %w", le.account, err)
+	}
+	return nil
+}
+
+// handOver is Release that also reserves the account for holder for one
+// TTL (HandoverKey), if the lease was still ours.
+func (le *Lease) handOver(ctx context.Context, holder string) error {
+	le.stopOnce.Do(func() { close(le.stop) })
+	<-le.done
+	le.markLost(errors.New("released"))
+	keys := []string{le.key, HandoverKey(le.l.opts.Prefix, le.account)}
+	if _, err := handoverScript.Run(ctx, le.l.rdb, keys, le.value, holder, le.l.opts.TTL.Milliseconds()).Result(); err != nil {
+		return fmt.Errorf("hand over lease of account %s: %w", le.account, err)
 	}
 	return nil
 }
