@@ -26,20 +26,23 @@ func (in *instance) execute(ctx context.Context, req *pluginv1.ActionRequest) *p
 	if info.kv {
 		return in.serveKV(ctx, req.GetAction())
 	}
+	label := CleanLabel(req.GetLabel())
 	if d := in.perms.check(ctx, in.h.opts.Resolver, info, req.GetAction()); d != nil {
 		if d.code == pluginv1.ErrorCode_ERROR_CODE_FORBIDDEN {
 			in.denied.Add(1)
 			in.log.Warn("action denied", zap.String("action", info.name), zap.String("chat", d.chat),
-				zap.Uint64("cause_seq", req.GetCauseSeq()), zap.String("reason", d.reason))
-			in.audit(ctx, AuditEntry{Kind: AuditDenied, Action: info.name, Chat: d.chat, CauseSeq: req.GetCauseSeq(), Reason: d.reason})
+				zap.Uint64("cause_seq", req.GetCauseSeq()), zap.String("label", label), zap.String("reason", d.reason))
+			in.audit(ctx, AuditEntry{Kind: AuditDenied, Action: info.name, Chat: d.chat, CauseSeq: req.GetCauseSeq(), Label: label, Reason: d.reason})
 		}
 		return errorResult(d.code, d.reason)
 	}
 	if raw, ok := req.GetAction().GetKind().(*pluginv1.Action_RawInvoke); ok {
-		in.audit(ctx, AuditEntry{Kind: AuditRawInvoke, Action: info.name, CauseSeq: req.GetCauseSeq(),
+		in.audit(ctx, AuditEntry{Kind: AuditRawInvoke, Action: info.name, CauseSeq: req.GetCauseSeq(), Label: label,
 			Reason: "raw TL request " + rawMethodName(raw.RawInvoke.GetRequestTl())})
 	}
-	res := in.h.opts.Executor.Execute(ctx, Call{Plugin: in.spec.Name, Action: req.GetAction(), CauseSeq: req.GetCauseSeq()})
+	// The plugin names the call, never the source: Plugin stays the
+	// instance name, whatever the label says.
+	res := in.h.opts.Executor.Execute(ctx, Call{Plugin: in.spec.Name, Action: req.GetAction(), CauseSeq: req.GetCauseSeq(), Label: label})
 	if res == nil {
 		return errorResult(pluginv1.ErrorCode_ERROR_CODE_INTERNAL, "the executor returned no result")
 	}

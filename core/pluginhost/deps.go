@@ -35,6 +35,10 @@ type Call struct {
 	Action *pluginv1.Action
 	// CauseSeq is the event that caused the action (0 if none).
 	CauseSeq uint64
+	// Label is the plugin's own name for the call (e.g. the rule that made
+	// it), for the audit log only, already cleaned by the host (see
+	// CleanLabel). Limits and permissions stay keyed on Plugin.
+	Label string
 }
 
 // Executor runs an action on the account (through the guard). It never sees
@@ -69,6 +73,8 @@ type AuditEntry struct {
 	// Chat is the chat concerned, in "user:123" form, when there is one.
 	Chat     string
 	CauseSeq uint64
+	// Label is the call's cleaned label, when the entry is about an action.
+	Label string
 	// Reason says why, in words a user reading the audit log understands.
 	Reason string
 }

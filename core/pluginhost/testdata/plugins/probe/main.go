@@ -5,6 +5,8 @@
 //	slow MS          takes MS milliseconds
 //	send PEER        sends to PEER, reports the result code as result:SEQ
 //	raw HEX          raw_invoke with HEX bytes, reports result:SEQ
+//	labelled PEER HEX  sends to PEER with the audit label HEX (decoded,
+//	                 byte for byte), reports result:SEQ
 //	env              reports its whole environment as env, NUL-separated
 //	spawn            starts a child process, reports its pid as child
 //	rtt N            N sequential send actions to the event's chat,
@@ -48,6 +50,21 @@ func main() {
 					return err
 				}
 				return result(s, ev, &pluginv1.Action{Kind: &pluginv1.Action_Send{Send: &pluginv1.SendMessage{Chat: peer, Text: "hi"}}})
+			case "labelled":
+				to, hexLabel, _ := strings.Cut(arg, " ")
+				peer, err := parsePeer(to)
+				if err != nil {
+					return err
+				}
+				label, err := hex.DecodeString(hexLabel)
+				if err != nil {
+					return err
+				}
+				r, err := s.CallLabelled(&pluginv1.Action{Kind: &pluginv1.Action_Send{Send: &pluginv1.SendMessage{Chat: peer, Text: "hi"}}}, ev.GetSeq(), string(label))
+				if err != nil {
+					return err
+				}
+				return report(s, ev, r)
 			case "raw":
 				b, err := hex.DecodeString(arg)
 				if err != nil {
@@ -106,6 +123,10 @@ func result(s *tplug.Session, ev *pluginv1.Event, a *pluginv1.Action) error {
 	if err != nil {
 		return err
 	}
+	return report(s, ev, r)
+}
+
+func report(s *tplug.Session, ev *pluginv1.Event, r *pluginv1.ActionResult) error {
 	code := "OK"
 	if e := r.GetError(); e != nil {
 		code = e.GetCode().String() + ": " + e.GetMessage()

@@ -145,13 +145,19 @@ func (s *Session) send(m *pluginv1.PluginMessage) error {
 
 // Call asks the host for an action and waits for its result.
 func (s *Session) Call(a *pluginv1.Action, causeSeq uint64) (*pluginv1.ActionResult, error) {
+	return s.CallLabelled(a, causeSeq, "")
+}
+
+// CallLabelled is Call with the request's audit label set to label, byte
+// for byte (tests send hostile labels through it).
+func (s *Session) CallLabelled(a *pluginv1.Action, causeSeq uint64, label string) (*pluginv1.ActionResult, error) {
 	ch := make(chan *pluginv1.ActionResult, 1)
 	s.mu.Lock()
 	s.nextID++
 	id := s.nextID
 	s.pending[id] = ch
 	s.mu.Unlock()
-	if err := s.send(&pluginv1.PluginMessage{Msg: &pluginv1.PluginMessage_Action{Action: &pluginv1.ActionRequest{Id: id, Action: a, CauseSeq: causeSeq}}}); err != nil {
+	if err := s.send(&pluginv1.PluginMessage{Msg: &pluginv1.PluginMessage_Action{Action: &pluginv1.ActionRequest{Id: id, Action: a, CauseSeq: causeSeq, Label: label}}}); err != nil {
 		return nil, err
 	}
 	select {
