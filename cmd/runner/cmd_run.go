@@ -305,11 +305,8 @@ func runOnRedis(ctx context.Context, cfg *config.Config, path string, sb *sandbo
 			alog.Info("Account lease acquired", zap.Uint64("token", le.Token()), zap.String("storage", st.Describe()))
 			return serveAccount(ctx, acfg, name, index[name], st, le, sb, fleet, alog)
 		},
-		Stop: func(account string, cause error) {
-			if cause != nil {
-				log.Warn("Account stopped", zap.String("account", account), zap.Error(cause))
-			}
-		},
+		// The manager logs why each account stopped: a handover to a
+		// runner that joined (Info), a lost lease or an error (Warn).
 	})
 	if err != nil {
 		return err

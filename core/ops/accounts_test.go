@@ -155,16 +155,7 @@ func pageShowsAccounts(t *testing.T, o *ops.Ops) {
 		t.Log("no chromium found: the accounts on the status page were not checked in a browser")
 		return
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelT()
+	ctx := browser(t, bin)
 	_, err := chromedp.Run(ctx, chromedp.Navigate("http://"+o.Addr()+"/"))
 	require.NoError(t, err)
 	const read = `JSON.stringify({
