@@ -258,3 +258,50 @@ func TestReplyWithoutMessageIsAnError(t *testing.T) {
 		t.Fatalf("%d actions reached the runner", n)
 	}
 }
+
+// TestActionLabel checks that a label set on the Context, or on a context
+// derived from it, rides on every action called with it, and on nothing
+// else.
+func TestActionLabel(t *testing.T) {
+	group := sdk.ChatPeer(3001)
+	p := sdk.New("labels", "0")
+	p.Handle(sdk.Any, func(c *sdk.Context) error {
+		if _, err := c.Send(group, "plain"); err != nil {
+			return err
+		}
+		greet := c.WithLabel("greet")
+		if greet.Label() != "greet" || c.Label() != "" {
+			return fmt.Errorf("labels: copy %q, original %q", greet.Label(), c.Label())
+		}
+		if _, err := greet.Send(group, "labelled"); err != nil {
+			return err
+		}
+		if err := greet.React(group, 101, "👍"); err != nil {
+			return err
+		}
+		// A context derived from the labelled one keeps the label; an
+		// explicit "" takes it off again.
+		if greet.WithLabel("").Label() != "" {
+			return errors.New("WithLabel(\"\") kept the label")
+		}
+		if got := sdk.LabelOf(sdk.WithLabel(greet, "inner")); got != "inner" {
+			return fmt.Errorf("nested label %q", got)
+		}
+		_, err := c.Send(group, "plain again")
+		return err
+	})
+	h := sdktest.New(t, p, sdktest.Quiet())
+	h.AddChat(sdktest.SupergroupChat())
+	out := h.Handle(sdktest.GroupText("x", sdktest.WithID(101)))
+	if out.Err != "" {
+		t.Fatalf("handler failed: %s", out.Err)
+	}
+	var got []string
+	for _, c := range out.Calls {
+		got = append(got, c.Name+"/"+c.Label)
+	}
+	want := []string{"send/", "send/greet", "react/greet", "send/"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("calls and labels = %v, want %v", got, want)
+	}
+}

@@ -126,6 +126,35 @@ func (c *Context) Log() hclog.Logger {
 // Plugin is the plugin handling the event.
 func (c *Context) Plugin() *Plugin { return c.plugin }
 
+// WithLabel returns a copy of c whose actions carry label: the audit log
+// shows it next to the plugin's name ("plugin:rules (greet)"), so a plugin
+// that acts for several things of its own (rules, feeds, schedules) can
+// say which one made each call. It is only a name: budgets and
+// permissions stay the plugin's. The runner keeps at most 64 bytes of it,
+// without control characters. c itself is unchanged.
+func (c *Context) WithLabel(label string) *Context {
+	cp := *c
+	cp.Context = WithLabel(c.Context, label)
+	return &cp
+}
+
+// Label is the label c's actions carry, or "".
+func (c *Context) Label() string { return LabelOf(c) }
+
+type labelKey struct{}
+
+// WithLabel returns ctx with an audit label for the actions called with
+// it (see Context.WithLabel); "" removes the label.
+func WithLabel(ctx context.Context, label string) context.Context {
+	return context.WithValue(ctx, labelKey{}, label)
+}
+
+// LabelOf is the audit label ctx carries, or "".
+func LabelOf(ctx context.Context) string {
+	s, _ := ctx.Value(labelKey{}).(string)
+	return s
+}
+
 // Do sends any action to the runner and waits for its result. The typed
 // methods below are shortcuts for it.
 func (c *Context) Do(action *pluginv1.Action) (*pluginv1.ActionResult, error) {

@@ -301,7 +301,7 @@ func (s *session) call(ctx context.Context, action *pluginv1.Action, cause uint6
 	s.pending[id] = ch
 	s.pendMu.Unlock()
 
-	req := &pluginv1.ActionRequest{Id: id, Action: action, CauseSeq: cause}
+	req := &pluginv1.ActionRequest{Id: id, Action: action, CauseSeq: cause, Label: LabelOf(ctx)}
 	select {
 	case s.out <- outMsg{req: req}:
 	case <-ctx.Done():

@@ -99,6 +99,9 @@ func Quiet() Option { return func(o *options) { o.quiet = true } }
 type Call struct {
 	ID       uint64
 	CauseSeq uint64
+	// Label is the audit label the call carried (sdk.WithLabel), as sent:
+	// the runner cleans it, this fake does not.
+	Label string
 	// Name is the action's kind: "send", "edit", "kv_get", ...
 	Name   string
 	Action *pluginv1.Action
@@ -465,7 +468,7 @@ func (h *Harness) onAction(req *pluginv1.ActionRequest) {
 	if res == nil {
 		res = h.fake.answer(req.GetAction(), h.opts.clock.Now())
 	}
-	call := &Call{ID: req.GetId(), CauseSeq: req.GetCauseSeq(), Name: name, Action: req.GetAction(), Result: res}
+	call := &Call{ID: req.GetId(), CauseSeq: req.GetCauseSeq(), Label: req.GetLabel(), Name: name, Action: req.GetAction(), Result: res}
 	h.calls = append(h.calls, call)
 	delete(h.inFlight, req.GetId())
 	h.notifyLocked()
