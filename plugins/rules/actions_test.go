@@ -102,6 +102,9 @@ func TestActions(t *testing.T) {
 				}
 			}
 			require.NotEmpty(t, calls)
+			for _, c := range calls {
+				require.Equal(t, "a", c.Label, "%s is audited under the rule's id", c.Name)
+			}
 			tc.check(t, calls)
 		})
 	}
@@ -157,6 +160,11 @@ func TestWaitCallStop(t *testing.T) {
 	f.clk.Advance(10 * time.Minute)
 	got := texts(f.h.WaitCalls("send", 2))
 	require.Equal(t, []string{"1", "2 at 09:10 from finish"}, got)
+	var labels []string
+	for _, c := range f.h.Calls("send") {
+		labels = append(labels, c.Label)
+	}
+	require.Equal(t, []string{"greet", "finish"}, labels, "a called rule's actions carry its own id")
 	require.Never(t, func() bool { return len(f.h.Calls("send")) > 2 }, 100*time.Millisecond, 10*time.Millisecond)
 }
 

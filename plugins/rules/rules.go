@@ -263,7 +263,7 @@ func (e *engine) checkTargets(c *sdk.Context, set *spec.Set) {
 				if ref.Username == "" {
 					continue
 				}
-				if _, err := e.peer(c, ref); err != nil {
+				if _, err := e.peer(c.WithLabel(r.ID), ref); err != nil {
 					c.Log().Error("a rule's chat does not resolve; its action will fail", "rule", r.ID, "chat", ref.String(), "error", err.Error())
 				}
 			}
@@ -333,7 +333,10 @@ func (e *engine) catchUp(c *sdk.Context, r *spec.Compiled, t *spec.CTrigger) err
 }
 
 // trigger checks the rule's conditions and starts a run by its mode.
+// Every action of the run carries the rule's id as its label, so the
+// audit log says which rule made it, not just "plugin:rules".
 func (e *engine) trigger(c *sdk.Context, r *spec.Compiled, data *spec.Data) error {
+	c = c.WithLabel(r.ID)
 	ok, err := e.conditionsHold(c, r, data)
 	if err != nil {
 		return fmt.Errorf("rule %s: conditions: %w", r.ID, err)

@@ -311,13 +311,15 @@ func (e *engine) do(ctx context.Context, x *run, r *spec.Compiled, a *spec.CActi
 		if target == nil {
 			return fmt.Errorf("call: no rule %q", a.Rule)
 		}
-		ok, err := e.conditionsHold(c, target, d)
+		// The called rule's actions are audited under its own id.
+		tc := c.WithLabel(target.ID)
+		ok, err := e.conditionsHold(tc, target, d)
 		if err != nil || !ok {
 			return err
 		}
 		sub := *d
 		sub.Rule = spec.RuleData{ID: target.ID, Alias: target.Alias}
-		return e.runActions(ctx, &run{c: c, detach: x.detach}, target, &sub, depth+1)
+		return e.runActions(ctx, &run{c: tc, detach: x.detach}, target, &sub, depth+1)
 	case spec.ActStop:
 		return &stopError{reason: a.Reason}
 	}
