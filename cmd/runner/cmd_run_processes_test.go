@@ -360,3 +360,43 @@ func TestStoppedHolderDoesNotActForLostAccounts(t *testing.T) {
 	// the new holder, whichever process serves it.
 	e.waitStatus(names, first, second)
 }
+
+// A runner that joins gets its share: the first process holds all four
+// accounts, a second one starts, and two accounts are handed over to it
+// (the first disconnects each before releasing its lease). Every .ping,
+// before and after, is answered exactly once, and the sandbox never sees
+// an account connected twice.
+func TestJoiningRunnerTakesItsShare(t *testing.T) {
+	names := []string{"j1", "j2", "j3", "j4"}
+	e := newSharedEnv(t, names)
+	first := e.start()
+	e.waitHeld(names, first)
+	for _, name := range names {
+		e.ping(name)
+	}
+	e.waitPongs(1, 60*time.Second, names...)
+
+	second := e.start()
+	joined := time.Now()
+	require.Eventually(t, func() bool {
+		count := map[int]int{}
+		for _, name := range names {
+			count[e.holderPid(name)]++
+		}
+		return count[first] == 2 && count[second] == 2
+	}, 60*time.Second, 100*time.Millisecond, "two accounts handed over to the runner that joined")
+	t.Logf("balanced 2/2 %s after the second runner started", time.Since(joined).Round(time.Millisecond))
+	e.waitStatus(names, first, second)
+
+	for _, name := range names {
+		e.ping(name)
+	}
+	e.waitPongs(2, 60*time.Second, names...)
+	for _, name := range names {
+		require.Equal(t, 2, e.pongs(name), "each .ping of %s answered once", name)
+		require.Equal(t, 1, e.sb.MaxConcurrentSessions(e.owners[name].ID), "account %s connected twice at once", name)
+	}
+	out, err := os.ReadFile(e.logs[first])
+	require.NoError(t, err)
+	require.Equal(t, 2, strings.Count(string(out), "Account handed over"), "the first runner logs each handover")
+}
