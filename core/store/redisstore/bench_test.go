@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gotd/td/telegram/updates"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tgrunner/tgrunner/core/lease"
@@ -155,5 +156,35 @@ func BenchmarkAppendAckAccounts(b *testing.B) {
 				b.ReportMetric(total/float64(n), "entries/s/account")
 			})
 		}
+	}
+}
+
+// BenchmarkUpdateWithState: what the updates manager costs the storage per
+// update: Append one entry, then move pts (and date/seq) past it.
+func BenchmarkUpdateWithState(b *testing.B) {
+	ctx := context.Background()
+	backends := benchBackends(b, 1)
+	for _, name := range []string{"bbolt", "redis", "redis-aof-always"} {
+		b.Run(name, func(b *testing.B) {
+			be := backends[name][0]
+			st := be.UpdateState()
+			if err := st.SetState(ctx, 1, updates.State{Pts: 1, Date: 1, Seq: 1}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				e := store.Entry{DedupKey: fmt.Sprint("s", benchKey.Add(1)), ChatKey: "chat", Kind: "msg", Data: make([]byte, 200)}
+				if _, err := be.Journal().Append(ctx, []store.Entry{e}); err != nil {
+					b.Fatal(err)
+				}
+				if err := st.SetPts(ctx, 1, i+2); err != nil {
+					b.Fatal(err)
+				}
+				if err := st.SetDateSeq(ctx, 1, i+2, i+2); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+		})
 	}
 }

@@ -46,7 +46,8 @@ func TestEveryWriteIsFenced(t *testing.T) {
 	require.NoError(t, err)
 	le, err := mine.Acquire(ctx, acct)
 	require.NoError(t, err)
-	s, err := redisstore.Open(ctx, rdb, acct, le, redisstore.Options{Journal: store.JournalOptions{CompactInterval: -1}})
+	// No timed state flush: the test pushes the state with Append itself.
+	s, err := redisstore.Open(ctx, rdb, acct, le, redisstore.Options{Journal: store.JournalOptions{CompactInterval: -1}, StateFlushInterval: time.Hour})
 	require.NoError(t, err)
 	defer s.Close()
 
@@ -74,13 +75,23 @@ func TestEveryWriteIsFenced(t *testing.T) {
 	before := dumpAccount(t, rdb, acct)
 
 	st := s.UpdateState()
+	// State setters only hold the write; the next Append carries it.
+	setThenAppend := func(set func() error) func() error {
+		return func() error {
+			if err := set(); err != nil {
+				return err
+			}
+			_, err := s.Journal().Append(ctx, nil)
+			return err
+		}
+	}
 	writes := map[string]func() error{
 		"store session":  func() error { return s.Session().StoreSession(ctx, []byte("evil")) },
 		"delete session": func() error { return s.Session().DeleteSession(ctx) },
-		"set state":      func() error { return st.SetState(ctx, 1, updates.State{Pts: 9}) },
-		"set pts":        func() error { return st.SetPts(ctx, 1, 9) },
-		"set date seq":   func() error { return st.SetDateSeq(ctx, 1, 9, 9) },
-		"channel pts":    func() error { return st.SetChannelPts(ctx, 1, 7, 9) },
+		"set state":      setThenAppend(func() error { return st.SetState(ctx, 1, updates.State{Pts: 9}) }),
+		"set pts":        setThenAppend(func() error { return st.SetPts(ctx, 1, 9) }),
+		"set date seq":   setThenAppend(func() error { return st.SetDateSeq(ctx, 1, 9, 9) }),
+		"channel pts":    setThenAppend(func() error { return st.SetChannelPts(ctx, 1, 7, 9) }),
 		"channel hash":   func() error { return s.AccessHashes().SetChannelAccessHash(ctx, 1, 7, 9) },
 		"user hash":      func() error { return s.AccessHashes().SetUserAccessHash(ctx, 1, 7, 9) },
 		"peer put":       func() error { return s.Peers().Put(ctx, store.Peer{Ref: store.PeerRef{Kind: store.PeerUser, ID: 6}}) },

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gotd/td/telegram/updates"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tgrunner/tgrunner/core/store"
@@ -139,11 +140,22 @@ if over > 0 then
   local old = redis.call('ZPOPMIN', KEYS[5], over)
   for k = 1, #old, 2 do redis.call('HDEL', KEYS[4], old[k]) end
 end
+-- The pending updates state: cmd, key index, argc, args.
+local nstate = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, nstate do
+  local cmd, key, argc = ARGV[i], KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
+  i = i + 3
+  redis.call(cmd, key, unpack(ARGV, i, i + argc - 1))
+  i = i + argc
+end
 return out
 `)
 
 // Append journals entries atomically and returns those that were new, with
-// Seq set. Any error marks the journal failed.
+// Seq set. The pending updates state rides along in the same script: it
+// only covers updates journaled before, so it is never ahead of the
+// journal in Redis. Any error marks the journal failed.
 func (j *Journal) Append(ctx context.Context, entries []store.Entry) ([]store.Entry, error) {
 	if err := j.Failed(); err != nil {
 		return nil, err
@@ -152,7 +164,20 @@ func (j *Journal) Append(ctx context.Context, entries []store.Entry) ([]store.En
 		j.Fail(fmt.Errorf("append interrupted: %w", err))
 		return nil, fmt.Errorf("journal append: %w", err)
 	}
-	if len(entries) == 0 {
+	// Only one state write at a time may be in flight, or an older snapshot
+	// could land after a newer one. If another Append or the flusher is
+	// writing it, this Append goes without; the state waits for the next.
+	o := &j.s.state
+	var (
+		users    map[int64]updates.State
+		channels map[[2]int64]int
+	)
+	if o.dirty() && o.writing.TryLock() {
+		defer o.writing.Unlock()
+		users, channels = o.snapshot()
+	}
+	stateOps := j.s.stateOps(users, channels)
+	if len(entries) == 0 && len(stateOps) == 0 {
 		return nil, nil
 	}
 	now := j.s.opts.Now()
@@ -166,6 +191,16 @@ func (j *Journal) Append(ctx context.Context, entries []store.Entry) ([]store.En
 		args = append(args, e.DedupKey, e.Time.UnixNano(), e.Kind, e.ChatKey, e.Data)
 	}
 	keys := []string{j.s.leaseKey(), j.seqKey(), j.streamKey(), j.dedupKey(), j.dedupOrdKey()}
+	args = append(args, len(stateOps))
+	for _, op := range stateOps {
+		ki := slices.Index(keys, op.key)
+		if ki < 0 {
+			keys = append(keys, op.key)
+			ki = len(keys) - 1
+		}
+		args = append(args, op.cmd, ki+1, len(op.args))
+		args = append(args, op.args...)
+	}
 	var res []int64
 	var err error
 	if j.s.opts.WaitReplicas > 0 {
@@ -188,6 +223,7 @@ func (j *Journal) Append(ctx context.Context, entries []store.Entry) ([]store.En
 		j.Fail(err)
 		return nil, fmt.Errorf("journal append: %w", err)
 	}
+	o.written(users, channels)
 	var added []store.Entry
 	for i, seq := range res {
 		if seq > 0 {

@@ -121,6 +121,10 @@ func (c *counting) ImportConsumer(ctx context.Context, name string, pos store.Co
 // Export implements store.Exporter. Run it with the account's runner
 // stopped (hold the lease): it reads without a snapshot.
 func (s *Store) Export(ctx context.Context, to store.Importer) error {
+	// This store's own pending state first, so the users set lists it.
+	if err := s.flushState(ctx); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
 	sess, err := s.Session().LoadSession(ctx)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
@@ -323,14 +327,26 @@ func (s *Store) ImportSession(ctx context.Context, data []byte) error {
 	return s.Session().StoreSession(ctx, data)
 }
 
-// ImportState implements store.Importer.
+// ImportState implements store.Importer. It writes at once: an import
+// has no journal appends to ride with.
 func (s *Store) ImportState(ctx context.Context, userID int64, st updates.State) error {
-	return s.UpdateState().SetState(ctx, userID, st)
+	return s.importState(ctx, "updates state", map[int64]updates.State{userID: st}, nil)
 }
 
 // ImportChannelPts implements store.Importer.
 func (s *Store) ImportChannelPts(ctx context.Context, userID, channelID int64, pts int) error {
-	return s.UpdateState().SetChannelPts(ctx, userID, channelID, pts)
+	return s.importState(ctx, "channel pts", nil, map[[2]int64]int{{userID, channelID}: pts})
+}
+
+func (s *Store) importState(ctx context.Context, what string, users map[int64]updates.State, channels map[[2]int64]int) error {
+	b := s.newBatch()
+	for _, op := range s.stateOps(users, channels) {
+		b.call(op.cmd, op.key, op.args...)
+	}
+	if err := s.commit(ctx, b); err != nil {
+		return fmt.Errorf("import %s: %w", what, err)
+	}
+	return nil
 }
 
 // ImportAccessHash implements store.Importer.

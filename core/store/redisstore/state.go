@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/gotd/td/session"
 	"github.com/gotd/td/telegram/updates"
@@ -58,9 +61,16 @@ func (ss *SessionStorage) DeleteSession(ctx context.Context) error {
 	return nil
 }
 
-// StateStorage persists the updates state. Like the bbolt store, every
-// setter refuses once the journal failed, so getDifference replays what the
-// journal may have missed.
+// StateStorage persists the updates state and implements gotd's
+// updates.StateStorage. Like the bbolt store, every setter refuses once the
+// journal failed, so getDifference replays what the journal may have missed.
+//
+// Writes are held in memory and reach Redis inside the next journal Append's
+// script (or within StateFlushInterval, or at Close), fenced like every
+// write. The manager only moves the state after the handler has journaled
+// the updates it covers, so the state in Redis can lag the journal, never
+// lead it: a crash replays a few updates, which the journal's dedup keys
+// drop. One update then costs one round trip, not one per setter.
 type StateStorage struct{ s *Store }
 
 var _ updates.StateStorage = (*StateStorage)(nil)
@@ -68,21 +78,159 @@ var _ updates.StateStorage = (*StateStorage)(nil)
 // UpdateState implements store.Backend.
 func (s *Store) UpdateState() updates.StateStorage { return &StateStorage{s: s} }
 
-func (ss *StateStorage) write(ctx context.Context, what string, b *batch) error {
+// stateOverlay is the updates state not yet in Redis, and what this store
+// knows is there: the lease holder is the only writer, so the partial
+// setters need not read Redis on every update.
+type stateOverlay struct {
+	mu       sync.Mutex
+	users    map[int64]updates.State // pending
+	channels map[[2]int64]int        // pending
+	saved    map[int64]updates.State // in Redis, as this store last wrote or read it
+
+	// writing is held while a state write is on its way to Redis, so two
+	// writes of different snapshots cannot reach Redis out of order.
+	writing sync.Mutex
+}
+
+// defaultStateFlushInterval bounds how long a state write may stay in
+// memory when no update arrives to carry it (bbolt's is the same).
+const defaultStateFlushInterval = time.Second
+
+// Cap on one HSET's field/value pairs (Lua's unpack has a stack limit).
+const maxStatePairs = 256
+
+func (o *stateOverlay) dirty() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.users) > 0 || len(o.channels) > 0
+}
+
+func (o *stateOverlay) snapshot() (map[int64]updates.State, map[[2]int64]int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.users), maps.Clone(o.channels)
+}
+
+// written records that a snapshot reached Redis; what changed since stays
+// pending.
+func (o *stateOverlay) written(users map[int64]updates.State, channels map[[2]int64]int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for id, st := range users {
+		if o.saved == nil {
+			o.saved = map[int64]updates.State{}
+		}
+		o.saved[id] = st
+		if o.users[id] == st {
+			delete(o.users, id)
+		}
+	}
+	for k, pts := range channels {
+		if o.channels[k] == pts {
+			delete(o.channels, k)
+		}
+	}
+}
+
+// stateOp is one command of a state write: cmd key args...
+type stateOp struct {
+	cmd, key string
+	args     []any
+}
+
+// stateOps turns a snapshot into the commands that write it.
+func (s *Store) stateOps(users map[int64]updates.State, channels map[[2]int64]int) []stateOp {
+	var ops []stateOp
+	var ids []any
+	seen := map[int64]bool{}
+	addUser := func(id int64) {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	for id, st := range users {
+		ops = append(ops, stateOp{"HSET", s.stateKey(id), []any{"pts", st.Pts, "qts", st.Qts, "date", st.Date, "seq", st.Seq}})
+		addUser(id)
+	}
+	byUser := map[int64][]any{}
+	for k, pts := range channels {
+		byUser[k[0]] = append(byUser[k[0]], k[1], pts)
+		addUser(k[0])
+	}
+	for id, args := range byUser {
+		for len(args) > 0 {
+			n := min(len(args), 2*maxStatePairs)
+			ops = append(ops, stateOp{"HSET", s.chanPtsKey(id), args[:n]})
+			args = args[n:]
+		}
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), maxStatePairs)
+		ops = append(ops, stateOp{"SADD", s.usersKey(), ids[:n]})
+		ids = ids[n:]
+	}
+	return ops
+}
+
+// flushState writes the pending state now, in its own fenced script. This
+// is safe even after the journal failed: setters refuse from then on, so
+// what is pending covers journaled updates only. A fenced refusal fails
+// the journal: this writer lost the account and must not advance anything.
+func (s *Store) flushState(ctx context.Context) error {
+	if !s.state.dirty() {
+		return nil
+	}
+	s.state.writing.Lock()
+	defer s.state.writing.Unlock()
+	users, channels := s.state.snapshot()
+	if len(users) == 0 && len(channels) == 0 {
+		return nil
+	}
+	b := s.newBatch()
+	for _, op := range s.stateOps(users, channels) {
+		b.call(op.cmd, op.key, op.args...)
+	}
+	if err := s.commit(ctx, b); err != nil {
+		if errors.Is(err, ErrFenced) {
+			s.journal.Fail(fmt.Errorf("updates state flush: %w", err))
+		}
+		return fmt.Errorf("flush updates state: %w", err)
+	}
+	s.state.written(users, channels)
+	return nil
+}
+
+func (s *Store) flushStateLoop(ctx context.Context) {
+	defer close(s.flushDone)
+	t := time.NewTicker(s.opts.StateFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = s.flushState(ctx)
+		}
+	}
+}
+
+// refuse is why a setter may not change the state now, or nil.
+func (ss *StateStorage) refuse(what string) error {
 	if err := ss.s.journal.Failed(); err != nil {
 		return fmt.Errorf("updates state %s refused: %w", what, err)
 	}
-	if err := ss.s.commit(ctx, b); err != nil {
-		return fmt.Errorf("updates state %s: %w", what, err)
+	if ss.s.fence == nil {
+		return fmt.Errorf("updates state %s: %w", what, ErrFenced)
 	}
 	return nil
 }
 
-// GetState implements updates.StateStorage.
-func (ss *StateStorage) GetState(ctx context.Context, userID int64) (updates.State, bool, error) {
-	vals, err := ss.s.rdb.HMGet(ctx, ss.s.stateKey(userID), "pts", "qts", "date", "seq").Result()
+// readState reads userID's state from Redis.
+func (s *Store) readState(ctx context.Context, userID int64) (updates.State, bool, error) {
+	vals, err := s.rdb.HMGet(ctx, s.stateKey(userID), "pts", "qts", "date", "seq").Result()
 	if err != nil {
-		return updates.State{}, false, fmt.Errorf("get updates state: %w", err)
+		return updates.State{}, false, err
 	}
 	var n [4]int
 	for i, v := range vals {
@@ -91,54 +239,113 @@ func (ss *StateStorage) GetState(ctx context.Context, userID int64) (updates.Sta
 			return updates.State{}, false, nil
 		}
 		if n[i], err = strconv.Atoi(str); err != nil {
-			return updates.State{}, false, fmt.Errorf("get updates state: field %d: %w", i, err)
+			return updates.State{}, false, fmt.Errorf("field %d: %w", i, err)
 		}
 	}
 	return updates.State{Pts: n[0], Qts: n[1], Date: n[2], Seq: n[3]}, true, nil
 }
 
-// SetState implements updates.StateStorage.
-func (ss *StateStorage) SetState(ctx context.Context, userID int64, st updates.State) error {
-	b := ss.s.newBatch()
-	b.call("HSET", ss.s.stateKey(userID), "pts", st.Pts, "qts", st.Qts, "date", st.Date, "seq", st.Seq)
-	b.call("SADD", ss.s.usersKey(), userID)
-	return ss.write(ctx, "set state", b)
+// GetState implements updates.StateStorage. Pending writes count.
+func (ss *StateStorage) GetState(ctx context.Context, userID int64) (updates.State, bool, error) {
+	o := &ss.s.state
+	o.mu.Lock()
+	st, found := o.users[userID]
+	if !found {
+		st, found = o.saved[userID]
+	}
+	o.mu.Unlock()
+	if found {
+		return st, true, nil
+	}
+	st, found, err := ss.s.readState(ctx, userID)
+	if err != nil {
+		return updates.State{}, false, fmt.Errorf("get updates state: %w", err)
+	}
+	return st, found, nil
 }
 
-// set changes fields of an existing state; gotd expects an error if none.
-func (ss *StateStorage) set(ctx context.Context, what string, userID int64, fields ...any) error {
-	b := ss.s.newBatch()
-	b.op(modeIfExists, 2, ss.s.stateKey(userID), append([]any{"HSET"}, fields...)...)
-	return ss.write(ctx, what, b)
+// SetState implements updates.StateStorage.
+func (ss *StateStorage) SetState(ctx context.Context, userID int64, st updates.State) error {
+	if err := ss.refuse("set state"); err != nil {
+		return err
+	}
+	o := &ss.s.state
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.users == nil {
+		o.users = map[int64]updates.State{}
+	}
+	o.users[userID] = st
+	return nil
+}
+
+// modify applies fn to the existing state; gotd requires an error when none exists.
+func (ss *StateStorage) modify(ctx context.Context, what string, userID int64, fn func(*updates.State)) error {
+	if err := ss.refuse(what); err != nil {
+		return err
+	}
+	o := &ss.s.state
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st, ok := o.users[userID]
+	if !ok {
+		st, ok = o.saved[userID]
+	}
+	if !ok {
+		var err error
+		if st, ok, err = ss.s.readState(ctx, userID); err != nil {
+			return fmt.Errorf("updates state %s: %w", what, err)
+		}
+		if !ok {
+			return fmt.Errorf("updates state %s: %w", what, errNoState)
+		}
+		if o.saved == nil {
+			o.saved = map[int64]updates.State{}
+		}
+		o.saved[userID] = st
+	}
+	fn(&st)
+	if o.users == nil {
+		o.users = map[int64]updates.State{}
+	}
+	o.users[userID] = st
+	return nil
 }
 
 // SetPts implements updates.StateStorage.
 func (ss *StateStorage) SetPts(ctx context.Context, userID int64, pts int) error {
-	return ss.set(ctx, "set pts", userID, "pts", pts)
+	return ss.modify(ctx, "set pts", userID, func(st *updates.State) { st.Pts = pts })
 }
 
 // SetQts implements updates.StateStorage.
 func (ss *StateStorage) SetQts(ctx context.Context, userID int64, qts int) error {
-	return ss.set(ctx, "set qts", userID, "qts", qts)
+	return ss.modify(ctx, "set qts", userID, func(st *updates.State) { st.Qts = qts })
 }
 
 // SetDate implements updates.StateStorage.
 func (ss *StateStorage) SetDate(ctx context.Context, userID int64, date int) error {
-	return ss.set(ctx, "set date", userID, "date", date)
+	return ss.modify(ctx, "set date", userID, func(st *updates.State) { st.Date = date })
 }
 
 // SetSeq implements updates.StateStorage.
 func (ss *StateStorage) SetSeq(ctx context.Context, userID int64, seq int) error {
-	return ss.set(ctx, "set seq", userID, "seq", seq)
+	return ss.modify(ctx, "set seq", userID, func(st *updates.State) { st.Seq = seq })
 }
 
 // SetDateSeq implements updates.StateStorage.
 func (ss *StateStorage) SetDateSeq(ctx context.Context, userID int64, date, seq int) error {
-	return ss.set(ctx, "set date and seq", userID, "date", date, "seq", seq)
+	return ss.modify(ctx, "set date and seq", userID, func(st *updates.State) { st.Date, st.Seq = date, seq })
 }
 
-// GetChannelPts implements updates.StateStorage.
+// GetChannelPts implements updates.StateStorage. Pending writes count.
 func (ss *StateStorage) GetChannelPts(ctx context.Context, userID, channelID int64) (int, bool, error) {
+	o := &ss.s.state
+	o.mu.Lock()
+	pts, found := o.channels[[2]int64{userID, channelID}]
+	o.mu.Unlock()
+	if found {
+		return pts, true, nil
+	}
 	pts, err := ss.s.rdb.HGet(ctx, ss.s.chanPtsKey(userID), itoa(channelID)).Int()
 	if errors.Is(err, redis.Nil) {
 		return 0, false, nil
@@ -151,24 +358,44 @@ func (ss *StateStorage) GetChannelPts(ctx context.Context, userID, channelID int
 
 // SetChannelPts implements updates.StateStorage.
 func (ss *StateStorage) SetChannelPts(ctx context.Context, userID, channelID int64, pts int) error {
-	b := ss.s.newBatch()
-	b.call("HSET", ss.s.chanPtsKey(userID), channelID, pts)
-	b.call("SADD", ss.s.usersKey(), userID)
-	return ss.write(ctx, "set channel pts", b)
+	if err := ss.refuse("set channel pts"); err != nil {
+		return err
+	}
+	o := &ss.s.state
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.channels == nil {
+		o.channels = map[[2]int64]int{}
+	}
+	o.channels[[2]int64{userID, channelID}] = pts
+	return nil
 }
 
-// ForEachChannels implements updates.StateStorage.
+// ForEachChannels implements updates.StateStorage; pending writes count.
+// f runs after the read, so it may call back into the store.
 func (ss *StateStorage) ForEachChannels(ctx context.Context, userID int64, f func(ctx context.Context, channelID int64, pts int) error) error {
 	all, err := ss.s.rdb.HGetAll(ctx, ss.s.chanPtsKey(userID)).Result()
 	if err != nil {
 		return fmt.Errorf("list channel pts: %w", err)
 	}
+	chans := make(map[int64]int, len(all))
 	for k, v := range all {
 		id, err1 := strconv.ParseInt(k, 10, 64)
 		pts, err2 := strconv.Atoi(v)
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("list channel pts: bad record %q=%q", k, v)
 		}
+		chans[id] = pts
+	}
+	o := &ss.s.state
+	o.mu.Lock()
+	for k, pts := range o.channels {
+		if k[0] == userID {
+			chans[k[1]] = pts
+		}
+	}
+	o.mu.Unlock()
+	for id, pts := range chans {
 		if err := f(ctx, id, pts); err != nil {
 			return err
 		}

@@ -54,6 +54,10 @@ type Options struct {
 	// PollInterval bounds how long Next sleeps before looking again when no
 	// Append of this process woke it. Default 1s.
 	PollInterval time.Duration
+	// StateFlushInterval bounds how long an updates-state write waits for
+	// a journal Append to carry it before it is written on its own.
+	// Default 1s.
+	StateFlushInterval time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -86,6 +90,9 @@ func (o *Options) setDefaults() {
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
 	}
+	if o.StateFlushInterval <= 0 {
+		o.StateFlushInterval = defaultStateFlushInterval
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -99,8 +106,13 @@ type Store struct {
 	fence   Fence
 	opts    Options
 	journal *Journal
+	// state holds updates-state writes not yet in Redis; see StateStorage.
+	state     stateOverlay
+	stopFlush context.CancelFunc
+	flushDone chan struct{}
 
 	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ store.Backend = (*Store)(nil)
@@ -126,6 +138,15 @@ func Open(ctx context.Context, rdb redis.UniversalClient, account string, fence 
 		return nil, err
 	}
 	s.journal = j
+	s.flushDone = make(chan struct{})
+	if fence == nil {
+		close(s.flushDone) // read-only: no state to write
+		s.stopFlush = func() {}
+	} else {
+		var flushCtx context.Context
+		flushCtx, s.stopFlush = context.WithCancel(context.Background())
+		go s.flushStateLoop(flushCtx)
+	}
 	return s, nil
 }
 
@@ -145,10 +166,16 @@ func describeClient(rdb redis.UniversalClient) string {
 	return "cluster"
 }
 
-// Close stops background work. It does not close the Redis client.
+// Close writes the pending updates state and stops background work. It
+// does not close the Redis client.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() { s.journal.close() })
-	return nil
+	s.closeOnce.Do(func() {
+		s.stopFlush()
+		<-s.flushDone
+		s.closeErr = s.flushState(context.Background())
+		s.journal.close()
+	})
+	return s.closeErr
 }
 
 func (s *Store) leaseKey() string { return s.p + "lease" }
@@ -169,8 +196,6 @@ func mapErr(err error) error {
 	switch {
 	case strings.Contains(msg, "TGRFENCED"):
 		return ErrFenced
-	case strings.Contains(msg, "TGRNOSTATE"):
-		return errNoState
 	}
 	return err
 }
@@ -192,9 +217,9 @@ type ackSpec struct {
 }
 
 const (
-	modeCall        = 0 // redis.call
-	modeIgnoreBusy  = 1 // redis.pcall, ignoring BUSYGROUP
-	modeIfExists    = 2 // only when the key exists, else TGRNOSTATE (use alone)
+	modeCall       = 0 // redis.call
+	modeIgnoreBusy = 1 // redis.pcall, ignoring BUSYGROUP
+	// 2 is retired (it served state writes before they rode with Append).
 	modeZAddWithSeq = 3 // ZADD key score prefix..%016d(INCR seqkey)..suffix
 )
 
@@ -279,11 +304,6 @@ for _ = 1, nops do
   elseif mode == 1 then
     local r = redis.pcall(unpack(args))
     if type(r) == 'table' and r.err and not string.find(r.err, 'BUSYGROUP', 1, true) then return r end
-  elseif mode == 2 then
-    if redis.call('EXISTS', key) == 0 then
-      return redis.error_reply('TGRNOSTATE updates state not found')
-    end
-    redis.call(unpack(args))
   elseif mode == 3 then
     local n = redis.call('INCR', KEYS[tonumber(args[4])])
     redis.call('ZADD', key, args[3], args[5] .. string.format('%016d', n) .. args[6])
