@@ -20,10 +20,11 @@ import (
 
 func newAuditCmd() *cobra.Command {
 	var (
-		plugin, source, chat, outcome string
-		since, until                  string
-		asJSON                        bool
-		limit                         int
+		plugin, source, label, chat string
+		outcome                     string
+		since, until                string
+		asJSON                      bool
+		limit                       int
 	)
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -32,6 +33,10 @@ func newAuditCmd() *cobra.Command {
 owner or the runner itself asked for, with its outcome (ok, error,
 throttled, denied, dry_run, queued), the chat, and the time it waited or
 the reason it was held back. Message texts are never recorded.
+
+A plugin may label its actions: the rules plugin labels each with the id
+of the rule that made it, shown after the source as "plugin:rules (greet)"
+and selected with --label greet.
 
 While the runner runs, the log is read through its control socket;
 otherwise from the storage directory.
@@ -44,7 +49,7 @@ or a duration back from now (24h, 90m).`,
 				return fmt.Errorf("--outcome %q: want one of %s", outcome, strings.Join(guard.Outcomes, ", "))
 			}
 			now := time.Now()
-			f := guard.AuditFilter{Plugin: plugin, Source: source, Chat: chat, Outcome: outcome, Limit: limit}
+			f := guard.AuditFilter{Plugin: plugin, Source: source, Label: label, Chat: chat, Outcome: outcome, Limit: limit}
 			var err error
 			if f.Since, err = parseWhen(since, now); err != nil {
 				return fmt.Errorf("--since: %w", err)
@@ -90,6 +95,7 @@ or a duration back from now (24h, 90m).`,
 	fl := cmd.Flags()
 	fl.StringVar(&plugin, "plugin", "", "only actions of this plugin (or rule) name")
 	fl.StringVar(&source, "source", "", `only this exact source: "owner", "runner", "plugin:NAME", "rule:NAME"`)
+	fl.StringVar(&label, "label", "", `only actions the plugin labelled so, e.g. a rule's id ("greet")`)
 	fl.StringVar(&chat, "chat", "", `only this chat, e.g. "user:42", "channel:7"`)
 	fl.StringVar(&since, "since", "", "from this time (date, RFC 3339 time, or a duration back from now such as 24h)")
 	fl.StringVar(&until, "until", "", "before this time (same forms as --since)")
@@ -164,6 +170,15 @@ func detail(r guard.AuditRecord) string {
 	return strings.Join(parts, "; ")
 }
 
+// sourceString is the record's source with its label, if any:
+// "plugin:rules (greet)".
+func sourceString(r guard.AuditRecord) string {
+	if r.Label == "" {
+		return r.Source
+	}
+	return r.Source + " (" + r.Label + ")"
+}
+
 // printAudit prints audit records as a table or JSON lines.
 func printAudit(cmd *cobra.Command, recs []guard.AuditRecord, asJSON bool) error {
 	out := cmd.OutOrStdout()
@@ -187,7 +202,7 @@ func printAudit(cmd *cobra.Command, recs []guard.AuditRecord, asJSON bool) error
 		if r.Method != "" {
 			what += " " + r.Method
 		}
-		source := r.Source
+		source := sourceString(r)
 		if r.Account != "" {
 			source = r.Account + "/" + source
 		}

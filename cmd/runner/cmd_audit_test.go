@@ -46,6 +46,7 @@ func TestAuditCommand(t *testing.T) {
 		{Time: now.Add(-3 * time.Hour), Source: "plugin:echo", Kind: "send", Chat: "user:1", Outcome: guard.OutcomeOK, MessageID: 10, Wait: 1500 * time.Millisecond},
 		{Time: now.Add(-2 * time.Hour), Source: "plugin:spam", Kind: "send", Chat: "user:2", Outcome: guard.OutcomeThrottled, Code: "THROTTLED", RetryAfter: 3600, Reason: "likely spam"},
 		{Time: now.Add(-time.Hour), Source: "plugin:evil", Kind: "raw_invoke", Method: "account.deleteAccount", Outcome: guard.OutcomeDenied, Code: "FORBIDDEN", Reason: "never allowed"},
+		{Time: now.Add(-30 * time.Minute), Source: "plugin:rules", Label: "greet", Kind: "send", Chat: "user:3", Outcome: guard.OutcomeOK, MessageID: 12},
 		{Time: now.Add(-time.Minute), Source: "owner", Kind: "send", Chat: "user:1", Outcome: guard.OutcomeOK, MessageID: 11},
 	}
 	for _, r := range recs {
@@ -60,11 +61,23 @@ func TestAuditCommand(t *testing.T) {
 	out, err := runAudit(t, "--config", cfg)
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	require.Len(t, lines, 5, out)
+	require.Len(t, lines, 6, out)
 	require.Contains(t, lines[0], "OUTCOME")
 	require.Contains(t, lines[1], "plugin:echo")
 	require.Contains(t, lines[1], "1.5s")
 	require.Contains(t, lines[3], "account.deleteAccount")
+	require.Contains(t, lines[4], "plugin:rules (greet)", "the label shows next to the source")
+
+	out, err = runAudit(t, "--config", cfg, "--label", "greet", "--json")
+	require.NoError(t, err)
+	var labelled guard.AuditRecord
+	require.NoError(t, json.Unmarshal([]byte(out), &labelled))
+	require.Equal(t, "plugin:rules", labelled.Source)
+	require.Equal(t, "greet", labelled.Label)
+	require.Contains(t, out, `"label":"greet"`)
+	out, err = runAudit(t, "--config", cfg, "--label", "away")
+	require.NoError(t, err)
+	require.Contains(t, out, "No audit records match.")
 
 	out, err = runAudit(t, "--config", cfg, "--plugin", "spam")
 	require.NoError(t, err)

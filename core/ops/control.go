@@ -328,6 +328,7 @@ func AuditQuery(f guard.AuditFilter) string {
 	}
 	set("source", f.Source)
 	set("plugin", f.Plugin)
+	set("label", f.Label)
 	set("chat", f.Chat)
 	set("outcome", f.Outcome)
 	if !f.Since.IsZero() {
@@ -342,7 +343,7 @@ func AuditQuery(f guard.AuditFilter) string {
 
 func (o *Ops) handleAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := guard.AuditFilter{Source: q.Get("source"), Plugin: q.Get("plugin"), Chat: q.Get("chat"), Outcome: q.Get("outcome")}
+	f := guard.AuditFilter{Source: q.Get("source"), Plugin: q.Get("plugin"), Label: q.Get("label"), Chat: q.Get("chat"), Outcome: q.Get("outcome")}
 	for key, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
 		if v := q.Get(key); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
