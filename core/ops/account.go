@@ -59,6 +59,25 @@ func (a *AccountOps) Stopped(err error) {
 }
 
 func (a *AccountOps) attach(ro *runner.Options) {
+	prevState, prevDead, prevFlood := ro.OnConnectionState, ro.OnDead, ro.OnFloodWait
+	ro.OnConnectionState = func(state string) {
+		if prevState != nil {
+			prevState(state)
+		}
+		a.ConnectionState(state)
+	}
+	ro.OnDead = func(err error) {
+		if prevDead != nil {
+			prevDead(err)
+		}
+		a.ConnectionDead(err)
+	}
+	ro.OnFloodWait = func(d time.Duration) {
+		if prevFlood != nil {
+			prevFlood(d)
+		}
+		a.FloodWait(d)
+	}
 	prevObserve, prevReady := ro.Observe, ro.OnReady
 	ro.Observe = func(entries []store.Entry) {
 		if prevObserve != nil {

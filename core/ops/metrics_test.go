@@ -240,3 +240,25 @@ func TestHealthAndReadiness(t *testing.T) {
 		require.NoError(t, l.stop())
 	}
 }
+
+// The runner reports the client's connection state: a forced disconnect
+// in the sandbox shows as a reconnect in the status and the metrics, and
+// the connection comes back ready.
+func TestConnectionStateReported(t *testing.T) {
+	e := newEnv(t)
+	l := e.start(t, true)
+	ctx := context.Background()
+	eventually(t, 30*time.Second, "the connection reported ready", func() bool {
+		c := l.ops.Status(ctx).Connection
+		return c.Reported && c.State == "ready"
+	})
+	require.Positive(t, e.sb.DisconnectUser(e.owner.ID), "the owner was connected")
+	eventually(t, 60*time.Second, "a reconnect counted and the connection ready again", func() bool {
+		c := l.ops.Status(ctx).Connection
+		return c.Reconnects >= 1 && c.State == "ready"
+	})
+	v, ok := value(scrape(t, l.ops), "tgrunner_mtproto_reconnects_total", nil)
+	require.True(t, ok)
+	require.GreaterOrEqual(t, v, 1.0)
+	require.True(t, l.ops.Status(ctx).Ready.Ready, "%v", l.ops.Status(ctx).Ready.Problems)
+}

@@ -71,6 +71,13 @@ type Options struct {
 	OnReady func(s *Session)
 	// Observe sees every batch appended to the journal.
 	Observe func([]store.Entry)
+	// OnConnectionState sees the MTProto primary connection's state:
+	// "connecting", "ready" or "disconnected" (gotd's ConnectionState).
+	// OnDead sees why a connection died; OnFloodWait each FLOOD_WAIT the
+	// client sat out below limits.flood_wait.max_wait. None may block.
+	OnConnectionState func(state string)
+	OnDead            func(err error)
+	OnFloodWait       func(d time.Duration)
 	// Lease, when set, is the account's exclusive lease (Redis storage):
 	// no RPC goes out once it is invalid, and the client disconnects at
 	// once when it is lost; Run then returns ErrLeaseLost.
@@ -159,11 +166,31 @@ func (r *Runner) Run(ctx context.Context) error {
 		WithMaxWait(fw.MaxWait).
 		WithMaxRetries(fw.MaxRetries).
 		WithCallback(func(ctx context.Context, w floodwait.FloodWait) {
+			if fw.MaxWait != 0 && w.Duration > fw.MaxWait {
+				// Not sat out: the error goes back to the caller (the
+				// guard decides and logs).
+				return
+			}
 			r.log.Warn("Flood wait", zap.Duration("wait", w.Duration))
+			if f := r.opts.OnFloodWait; f != nil {
+				f(w.Duration)
+			}
 		})
 	rl := r.cfg.Limits.RPC
 	limiter := ratelimit.New(rate.Every(rl.Interval), rl.Burst)
 
+	if f := r.opts.OnConnectionState; f != nil {
+		opts.OnConnectionState = func(s telegram.ConnectionState) { f(s.String()) }
+	}
+	if f := r.opts.OnDead; f != nil {
+		prev := opts.OnDead
+		opts.OnDead = func(err error) {
+			if prev != nil {
+				prev(err)
+			}
+			f(err)
+		}
+	}
 	opts.SessionStorage = r.store.Session()
 	opts.UpdateHandler = mgr
 	opts.Logger = logging.Gotd(r.log.Named("mtproto"))
