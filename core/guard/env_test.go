@@ -227,8 +227,12 @@ func (e *env) history(peer sandbox.Peer) []string {
 	return out
 }
 
-// floodWaits counts the FLOOD_WAIT answers the runner's floodwait.Waiter saw.
-func (e *env) floodWaits() int { return e.logs.FilterMessage("Flood wait").Len() }
+// floodWaits counts the FLOOD_WAIT answers seen: those the runner's
+// floodwait.Waiter sat out and those longer ones it handed to the guard.
+func (e *env) floodWaits() int {
+	return e.logs.FilterMessage("Flood wait").Len() +
+		e.logs.FilterMessage("Telegram asked to wait longer than limits.flood_wait.max_wait").Len()
+}
 
 func numbered(prefix string, n int) []string {
 	out := make([]string, n)
