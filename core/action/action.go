@@ -22,6 +22,9 @@ type Call struct {
 	Source   string
 	Action   *pb.Action
 	CauseSeq uint64
+	// Label is what a plugin called the action (e.g. the rule that made it),
+	// for the audit log only: limits and budgets stay keyed on Source.
+	Label string
 }
 
 // Limits Telegram applies to a normal (non-premium) account.

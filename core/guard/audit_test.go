@@ -7,8 +7,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tgrunner/tgrunner/core/action"
+	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/guard"
 	"github.com/tgrunner/tgrunner/core/store"
+	"github.com/tgrunner/tgrunner/sandbox"
+	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
 )
 
 // The label is stored with the record and selects records by itself,
@@ -49,4 +53,40 @@ func TestAuditLabelStoredAndFiltered(t *testing.T) {
 			require.Equal(t, tt.want, got)
 		})
 	}
+}
+
+// A label names the call in the audit log and nothing else: a plugin that
+// gives every call a new label still spends its own per-plugin budget,
+// and the records keep its source.
+func TestLabelDoesNotDodgeThePluginBudget(t *testing.T) {
+	e := newEnv(t, sandbox.Faults{}, nil)
+	g := e.guard(guard.Options{})
+	one := 1
+	g.SetLimits(e.cfg.Limits, map[string]config.PluginLimits{"outreach": {Send: e.cfg.Limits.Send.Plugin, FirstContactsPerDay: &one}})
+	w := g.Wrap(e.wire)
+	src := guard.PluginSource("outreach")
+	labelled := func(to *pb.Peer, text, label string) action.Call {
+		c := send(src, to, text)
+		c.Label = label
+		return c
+	}
+	_, p1 := e.user("stranger")
+	_, p2 := e.user("stranger")
+	_, p3 := e.user("stranger")
+	require.Nil(t, w.Execute(e.ctx, labelled(p1, "hello one", "campaign-a")).GetError())
+	for _, c := range []action.Call{labelled(p2, "hello two", "campaign-b"), labelled(p3, "hello three", "plugin:other")} {
+		r := w.Execute(e.ctx, c)
+		require.NotNil(t, r.GetError(), "label %q: the plugin's one first contact a day is spent", c.Label)
+		require.Equal(t, pb.ErrorCode_ERROR_CODE_THROTTLED, r.GetError().Code)
+	}
+
+	var got []string
+	for _, r := range audit(t, g, guard.AuditFilter{Source: src}) {
+		got = append(got, r.Label+"/"+r.Outcome)
+	}
+	require.Equal(t, []string{"campaign-a/ok", "campaign-b/throttled", "plugin:other/throttled"}, got)
+	require.Empty(t, audit(t, g, guard.AuditFilter{Plugin: "other"}), "a label never becomes a source")
+	recs := audit(t, g, guard.AuditFilter{Label: "campaign-b"})
+	require.Len(t, recs, 1)
+	require.Equal(t, src, recs[0].Source)
 }

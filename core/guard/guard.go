@@ -470,7 +470,7 @@ func sourcePlugin(source string) (string, bool) {
 func (g *Guard) submit(ctx context.Context, next Executor, call action.Call) (*pb.ActionResult, *item) {
 	start := g.now()
 	in := describe(call.Action)
-	rec := AuditRecord{Time: start, Source: call.Source, Kind: in.kind, Chat: in.chatKey, Method: in.method, CauseSeq: call.CauseSeq}
+	rec := AuditRecord{Time: start, Source: call.Source, Label: call.Label, Kind: in.kind, Chat: in.chatKey, Method: in.method, CauseSeq: call.CauseSeq}
 	if in.kind == "raw_invoke" && call.Source != SourceOwner {
 		if name, why := forbiddenReason(in.rawTL); why != "" {
 			if name == "" {
@@ -537,7 +537,7 @@ func (g *Guard) read(ctx context.Context, next Executor, call action.Call) *pb.A
 	in := describe(call.Action)
 	res := next.Execute(ctx, call)
 	g.learn(in, res)
-	rec := AuditRecord{Time: start, Source: call.Source, Kind: in.kind, Chat: in.chatKey, Method: in.method,
+	rec := AuditRecord{Time: start, Source: call.Source, Label: call.Label, Kind: in.kind, Chat: in.chatKey, Method: in.method,
 		CauseSeq: call.CauseSeq, Duration: g.now().Sub(start)}
 	g.finishRecord(&rec, res)
 	g.audit.add(rec)

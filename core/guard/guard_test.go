@@ -487,7 +487,9 @@ func TestWaitingActionsSurviveARestart(t *testing.T) {
 	texts := numbered("kept", 5)
 	var chans []<-chan *pb.ActionResult
 	for _, text := range texts {
-		chans = append(chans, w.Submit(e.ctx, send(guard.PluginSource("p"), peer, text)))
+		call := send(guard.PluginSource("p"), peer, text)
+		call.Label = "kept-label"
+		chans = append(chans, w.Submit(e.ctx, call))
 	}
 	require.Eventually(t, func() bool {
 		list, err := e.st.Outbox().List(e.ctx)
@@ -523,6 +525,7 @@ func TestWaitingActionsSurviveARestart(t *testing.T) {
 	for _, r := range recs {
 		if r.ID != "" {
 			ids[r.ID] = true
+			require.Equal(t, "kept-label", r.Label, "the label survives the durable queue: %+v", r)
 		}
 	}
 	require.Len(t, ids, 5)

@@ -204,7 +204,7 @@ func (it *item) unpersist(g *Guard) {
 // the executor and flood-wait retries.
 func (g *Guard) run(it *item, next Executor) {
 	defer g.wg.Done()
-	rec := AuditRecord{Source: it.call.Source, Kind: it.in.kind, Chat: it.in.chatKey, Method: it.in.method,
+	rec := AuditRecord{Source: it.call.Source, Label: it.call.Label, Kind: it.in.kind, Chat: it.in.chatKey, Method: it.in.method,
 		CauseSeq: it.call.CauseSeq}
 	keep := false // stays in the durable queue for the next Recover
 	defer func() {
@@ -535,6 +535,7 @@ type queued struct {
 	ID       string    `json:"id"`
 	Seq      uint64    `json:"seq"`
 	Source   string    `json:"source"`
+	Label    string    `json:"label,omitempty"`
 	CauseSeq uint64    `json:"cause_seq,omitempty"`
 	Action   []byte    `json:"action"` // protobuf
 	Enqueued time.Time `json:"enqueued"`
@@ -545,7 +546,7 @@ func encodeQueued(it *item) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode queued action: %w", err)
 	}
-	return json.Marshal(queued{ID: it.id, Seq: it.seq, Source: it.call.Source, CauseSeq: it.call.CauseSeq, Action: a, Enqueued: it.enqueued})
+	return json.Marshal(queued{ID: it.id, Seq: it.seq, Source: it.call.Source, Label: it.call.Label, CauseSeq: it.call.CauseSeq, Action: a, Enqueued: it.enqueued})
 }
 
 // Recover resumes the actions a previous run left in the durable queue,
@@ -582,7 +583,7 @@ func (g *Guard) Recover(ctx context.Context, next Executor) (int, error) {
 			g.log.Error("A queued action cannot be decoded; it is left in the durable queue", zap.String("id", q.ID), zap.Error(err))
 			continue
 		}
-		call := action.Call{Source: q.Source, Action: a, CauseSeq: q.CauseSeq}
+		call := action.Call{Source: q.Source, Label: q.Label, Action: a, CauseSeq: q.CauseSeq}
 		it := g.newItem(call, describe(a), true)
 		it.id, it.seq, it.enqueued = q.ID, q.Seq, q.Enqueued
 		if g.seq.Load() < q.Seq {

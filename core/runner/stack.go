@@ -313,7 +313,7 @@ func (h hostExecutor) Execute(ctx context.Context, call pluginhost.Call) *pb.Act
 	if res, ok := h.stack.control(ctx, call); ok {
 		return res
 	}
-	return h.next.Execute(ctx, action.Call{Source: guard.PluginSource(call.Plugin), Action: call.Action, CauseSeq: call.CauseSeq})
+	return h.next.Execute(ctx, action.Call{Source: guard.PluginSource(call.Plugin), Action: call.Action, CauseSeq: call.CauseSeq, Label: call.Label})
 }
 
 // control serves the runner-control actions (the host has already checked
@@ -329,11 +329,11 @@ func (s *Stack) control(ctx context.Context, call pluginhost.Call) (*pb.ActionRe
 			reason = "paused by " + guard.PluginSource(call.Plugin)
 		}
 		g.Pause(reason)
-		g.Record(guard.AuditRecord{Time: time.Now(), Source: guard.PluginSource(call.Plugin), Kind: "pause", Outcome: guard.OutcomeOK, Reason: reason})
+		g.Record(guard.AuditRecord{Time: time.Now(), Source: guard.PluginSource(call.Plugin), Label: call.Label, Kind: "pause", Outcome: guard.OutcomeOK, Reason: reason})
 		return &pb.ActionResult{Result: &pb.ActionResult_Ok{Ok: &pb.Ok{}}}, true
 	case *pb.Action_Resume:
 		g.Resume()
-		g.Record(guard.AuditRecord{Time: time.Now(), Source: guard.PluginSource(call.Plugin), Kind: "resume", Outcome: guard.OutcomeOK})
+		g.Record(guard.AuditRecord{Time: time.Now(), Source: guard.PluginSource(call.Plugin), Label: call.Label, Kind: "resume", Outcome: guard.OutcomeOK})
 		return &pb.ActionResult{Result: &pb.ActionResult_Ok{Ok: &pb.Ok{}}}, true
 	case *pb.Action_ListPlugins:
 		var infos []*pb.PluginInfo
@@ -386,6 +386,7 @@ func (a hostAuditor) Record(_ context.Context, e pluginhost.AuditEntry) {
 	a.g.Record(guard.AuditRecord{
 		Time:     e.Time,
 		Source:   guard.PluginSource(e.Plugin),
+		Label:    e.Label,
 		Kind:     e.Action,
 		Chat:     e.Chat,
 		Outcome:  outcome,

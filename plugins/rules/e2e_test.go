@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/guard"
 	"github.com/tgrunner/tgrunner/core/runner"
 	"github.com/tgrunner/tgrunner/core/store"
 	"github.com/tgrunner/tgrunner/sandbox"
@@ -205,7 +207,7 @@ func TestRulesEndToEnd(t *testing.T) {
     triggers: [{trigger: command, command: keep}]
     actions: [{action: copy, to: self}, {action: delete}]
 `)
-	e.run(t)
+	stop := e.run(t)
 	ctx := context.Background()
 	alice := e.sb.As(e.alice.ID)
 	toOwner := sandbox.UserPeer(e.owner.ID)
@@ -309,6 +311,35 @@ func TestRulesEndToEnd(t *testing.T) {
 			}
 			return true
 		}, 20*time.Second, 20*time.Millisecond, "the command message is deleted")
+	})
+	t.Run("the audit log names the rule", func(t *testing.T) {
+		stop() // flushes the audit log
+		st, err := store.Open(ctx, e.dir, store.Options{})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, st.Close()) }()
+		recs, err := guard.ReadAudit(ctx, st, guard.AuditFilter{Plugin: "rules"})
+		require.NoError(t, err)
+		byLabel := map[string][]string{}
+		for _, r := range recs {
+			require.Equal(t, guard.PluginSource("rules"), r.Source, "a label never changes the source")
+			byLabel[r.Label] = append(byLabel[r.Label], r.Kind+"/"+r.Outcome)
+		}
+		require.NotContains(t, byLabel, "", "no call of the rules plugin goes unlabelled")
+		require.Equal(t, []string{"send/ok"}, byLabel["hello"], "the reply of rule hello")
+		// finish's @alice is looked up at start, under finish; its send,
+		// made inside a run of later, carries its own id too.
+		require.Equal(t, []string{"resolve/ok", "send/ok"}, byLabel["finish"])
+		require.Equal(t, []string{"send/ok"}, byLabel["later"])
+		require.Equal(t, []string{"send/ok", "send/ok", "send/ok"}, byLabel["afk"])
+		require.Equal(t, []string{"react/ok", "mark_read/ok"}, byLabel["react_back"])
+		require.Equal(t, []string{"forward/ok", "delete/ok"}, byLabel["mirror"])
+		// The label is a filter of its own.
+		hello, err := guard.ReadAudit(ctx, st, guard.AuditFilter{Label: "hello"})
+		require.NoError(t, err)
+		require.Len(t, hello, 1)
+		require.Equal(t, "user:"+strconv.FormatInt(e.alice.ID, 10), hello[0].Chat)
+		require.Equal(t, guard.OutcomeOK, hello[0].Outcome)
+		require.NotZero(t, hello[0].MessageID)
 	})
 }
 
