@@ -56,7 +56,12 @@ func runManager(t *testing.T, rdb redis.UniversalClient, prefix, holder string, 
 	go func() { rm.done <- m.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-rm.done
+		select {
+		case <-rm.done:
+		case <-time.After(30 * time.Second):
+			// A failure, not a hang of the whole package run.
+			t.Errorf("manager %s did not stop within 30s of its cancel", holder)
+		}
 	})
 	return rm
 }
@@ -182,11 +187,11 @@ func TestManagerHandoverWaitsForStartToReturn(t *testing.T) {
 		events = append(events, e)
 		mu.Unlock()
 	}
-	cancelled := make(chan string, 2)
+	cancelled := make(chan string, 64) // never blocks Start, even if leases churn under load
 	drain := make(chan struct{})
 	var drainOnce sync.Once
 	endDrain := func() { drainOnce.Do(func() { close(drain) }) }
-	stopped := make(chan error, 2)
+	stopped := make(chan error, 64)
 	first := runManager(t, rdb, prefix, "runner-1", lease.ManagerOptions{
 		Accounts: accounts,
 		Start: func(ctx context.Context, le *lease.Lease) error {
@@ -205,7 +210,7 @@ func TestManagerHandoverWaitsForStartToReturn(t *testing.T) {
 	t.Cleanup(endDrain) // registered after runner-1's, so it runs before runner-1 is waited for
 	waitFor(t, 10*rebalanceTTL, "runner-1 holding both accounts", func() bool { return len(first.m.Held()) == 2 })
 
-	secondStarted := make(chan string, 2)
+	secondStarted := make(chan string, 64)
 	second := runManager(t, rdb, prefix, "runner-2", lease.ManagerOptions{
 		Accounts: accounts,
 		Start: func(ctx context.Context, le *lease.Lease) error {
