@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gotd/td/bin"
+	"github.com/gotd/td/tg"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tgrunner/tgrunner/core/action"
 	"github.com/tgrunner/tgrunner/core/config"
+	"github.com/tgrunner/tgrunner/core/guard"
 	"github.com/tgrunner/tgrunner/sandbox"
 	pb "github.com/tgrunner/tgrunner/sdk/proto/pluginv1"
 )
@@ -126,4 +129,53 @@ func TestRetriedSendIsNotDoubled(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, n, "sent exactly once")
+}
+
+// A raw TL call a plugin may make is audited once, by the guard, with its
+// method and outcome; a refused one once, as denied. (The plugin host's
+// own note of a raw call let through is not a second record.)
+func TestRawInvokeAuditedOnce(t *testing.T) {
+	path, sum := buildPlugin(t, "github.com/tgrunner/tgrunner/core/pluginhost/testdata/plugins/probe")
+	e := newEnv(t)
+	e.cfg.Plugins = []config.Plugin{pluginConfig(t, `
+  - name: probe
+    path: `+path+`
+    sha256: `+sum+`
+    permissions:
+      actions: [raw_invoke]
+      chats: [private]
+`)}
+	stack, _ := e.runStack(t)
+	encode := func(req bin.Encoder) string {
+		var b bin.Buffer
+		require.NoError(t, req.Encode(&b))
+		return hex.EncodeToString(b.Raw())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, text := range []string{"raw " + encode(&tg.HelpGetConfigRequest{}), "raw " + encode(&tg.AuthLogOutRequest{})} {
+		_, err := e.sb.As(e.alice.ID).SendText(ctx, sandbox.UserPeer(e.owner.ID), text)
+		require.NoError(t, err)
+	}
+	var recs []guard.AuditRecord
+	require.Eventually(t, func() bool {
+		require.NoError(t, stack.Guard().FlushAudit(ctx))
+		var err error
+		recs, err = stack.Guard().Audit(ctx, guard.AuditFilter{Source: guard.PluginSource("probe")})
+		require.NoError(t, err)
+		return len(recs) >= 2
+	}, 30*time.Second, 50*time.Millisecond)
+	// Nothing more arrives late.
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, stack.Guard().FlushAudit(ctx))
+	recs, err := stack.Guard().Audit(ctx, guard.AuditFilter{Source: guard.PluginSource("probe")})
+	require.NoError(t, err)
+	require.Len(t, recs, 2, "%+v", recs)
+	byOutcome := map[string]guard.AuditRecord{}
+	for _, r := range recs {
+		require.Equal(t, "raw_invoke", r.Kind)
+		byOutcome[r.Outcome] = r
+	}
+	require.Equal(t, "help.getConfig", byOutcome[guard.OutcomeOK].Method, "%+v", recs)
+	require.Contains(t, byOutcome[guard.OutcomeDenied].Reason+byOutcome[guard.OutcomeDenied].Method, "auth.logOut", "%+v", recs)
 }

@@ -382,17 +382,30 @@ func (s *Stack) Status(ctx context.Context) *pb.RunnerStatus {
 type hostAuditor struct{ g *guard.Guard }
 
 func (a hostAuditor) Record(_ context.Context, e pluginhost.AuditEntry) {
-	outcome := guard.OutcomeDenied
-	a.g.Record(guard.AuditRecord{
+	rec := guard.AuditRecord{
 		Time:     e.Time,
 		Source:   guard.PluginSource(e.Plugin),
 		Label:    e.Label,
 		Kind:     e.Action,
 		Chat:     e.Chat,
-		Outcome:  outcome,
-		Reason:   string(e.Kind) + ": " + e.Reason,
+		Outcome:  guard.OutcomeDenied,
+		Reason:   e.Reason,
 		CauseSeq: e.CauseSeq,
-	})
+	}
+	switch e.Kind {
+	case pluginhost.AuditDenied:
+	case pluginhost.AuditRawInvoke:
+		// Let through to the guard, which audits the call with its
+		// method and outcome: a second record here would count it twice.
+		return
+	case pluginhost.AuditQuarantined:
+		rec.Kind, rec.Outcome = "plugin_quarantined", guard.OutcomeError
+	case pluginhost.AuditDropped:
+		rec.Kind, rec.Outcome = "events_dropped", guard.OutcomeError
+	default:
+		rec.Kind, rec.Outcome, rec.Reason = string(e.Kind), guard.OutcomeError, e.Reason
+	}
+	a.g.Record(rec)
 }
 
 type storeKV struct{ st store.Backend }
