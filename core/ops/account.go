@@ -29,6 +29,12 @@ type AccountOps struct {
 	consumers map[string]store.JournalConsumer
 }
 
+// latencySource is a stack that reports each plugin event's handling
+// latency (*runner.Stack).
+type latencySource interface {
+	ObserveLatency(func(plugin string, d time.Duration))
+}
+
 // Name is the account's key in the config.
 func (a *AccountOps) Name() string { return a.name }
 
@@ -36,6 +42,9 @@ func (a *AccountOps) Name() string { return a.name }
 // and stack (stack may be nil), and hooks ro so every journaled update is
 // counted and the session's start is seen. Call Stopped when Run returns.
 func (a *AccountOps) Serve(ro *runner.Options, st store.Backend, stack Stack) {
+	if ls, ok := stack.(latencySource); ok && stack != nil {
+		ls.ObserveLatency(a.ObservePluginLatency)
+	}
 	a.o.mu.Lock()
 	a.st, a.stack, a.held = st, stack, true
 	a.consumers = nil

@@ -100,6 +100,8 @@ func TestMetricsAgainstSandbox(t *testing.T) {
 	exactly("tgrunner_plugin_queue_depth", map[string]string{"plugin": "ping"}, 0)
 	atLeast("tgrunner_plugin_action_calls_total", map[string]string{"plugin": "ping"}, 4)
 	atLeast("tgrunner_plugin_handler_latency_recent_seconds", map[string]string{"plugin": "ping", "quantile": "0.99"}, 1e-6)
+	// The histogram counts every handled event.
+	atLeast("tgrunner_plugin_handler_latency_seconds", map[string]string{"plugin": "ping"}, 3)
 	exactly("tgrunner_plugin_state", map[string]string{"plugin": "ping", "state": "quarantined"}, 0)
 	atLeast("tgrunner_actions_total", map[string]string{"source": "plugin:ping", "kind": "send", "outcome": "ok"}, 3)
 	atLeast("tgrunner_actions_total", map[string]string{"source": "plugin:ping", "kind": "send", "outcome": "throttled"}, 1)

@@ -38,6 +38,9 @@ type Options struct {
 	// DenyEnv names environment variables that never reach a plugin even if
 	// allow-listed (the runner passes the variables its secrets came from).
 	DenyEnv []string
+	// ObserveLatency, when set, sees each handled event's latency (event
+	// sent to ack received), for metrics. It must not block.
+	ObserveLatency func(plugin string, d time.Duration)
 }
 
 // State is where an instance is in its life.

@@ -329,6 +329,11 @@ func (r *run) acked(a *pluginv1.Ack) {
 		return
 	}
 	r.in.latency.add(lat...)
+	if f := r.in.h.opts.ObserveLatency; f != nil {
+		for _, d := range lat {
+			f(r.in.spec.Name, d)
+		}
+	}
 	if a.GetError() != "" {
 		r.in.failed.Add(uint64(len(seqs)))
 		r.in.log.Warn("plugin failed to handle events", zap.Uint64s("seqs", seqs), zap.String("error", a.GetError()))

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -47,7 +48,14 @@ type Stack struct {
 	exec  *guard.Guarded
 	host  *pluginhost.Host
 	ready chan struct{}
+
+	latency atomic.Pointer[func(plugin string, d time.Duration)]
 }
+
+// ObserveLatency sets f to see each event a plugin handled, with its
+// latency (sent to acked); ops feeds its histogram with it. f must not
+// block.
+func (s *Stack) ObserveLatency(f func(plugin string, d time.Duration)) { s.latency.Store(&f) }
 
 // NewStack maps the config's plugins into host specs and checks them; it
 // starts nothing.
@@ -235,6 +243,11 @@ func (s *Stack) Run(ctx context.Context, sess *Session) error {
 		Me:       event.UserOf(sess.Self, selfID),
 		SelfPath: s.SelfPath,
 		DenyEnv:  s.cfg.SecretEnvNames(),
+		ObserveLatency: func(plugin string, d time.Duration) {
+			if f := s.latency.Load(); f != nil {
+				(*f)(plugin, d)
+			}
+		},
 	}, s.specs...)
 	if err != nil {
 		_ = g.Close(context.WithoutCancel(ctx))
