@@ -262,6 +262,11 @@ func Entities(e ...tg.MessageEntityClass) SendOption {
 // ScheduleAt schedules the message.
 func ScheduleAt(t time.Time) SendOption { return func(o *outgoing) { o.scheduleDate = int(t.Unix()) } }
 
+// DatedAt gives the message an earlier date than now, as if it had been
+// sent at t while delivered now: a test can stand for a message that
+// arrived long ago (one the account missed while down) without waiting.
+func DatedAt(t time.Time) SendOption { return func(o *outgoing) { o.dated = int(t.Unix()) } }
+
 // SendText sends a text message and returns its id in the sender's box.
 func (a *Actor) SendText(ctx context.Context, peer Peer, text string, opts ...SendOption) (int, error) {
 	if err := ctx.Err(); err != nil {

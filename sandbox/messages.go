@@ -40,6 +40,9 @@ type outgoing struct {
 	randomID     int64
 	scheduleDate int
 	fromSchedule bool
+	// dated backdates the message (driver only): as if it had been sent
+	// then, while delivered now.
+	dated int
 	// action makes it a service message (joined, left, title changed...).
 	action tg.MessageActionClass
 }
@@ -287,6 +290,9 @@ func (s *Server) sendLocked(from, session int64, peer peerKey, o outgoing, enfor
 		}
 	}
 	date := now()
+	if o.dated > 0 {
+		date = o.dated
+	}
 	defer s.wakeWaitersLocked()
 	switch peer.kind {
 	case kindChannel:

@@ -66,3 +66,30 @@ func TestDirectMessageReachesOtherClient(t *testing.T) {
 	require.Equal(t, 1, s.ConnectedSessions(alice.ID))
 	require.Equal(t, 1, s.MaxConcurrentSessions(bob.ID))
 }
+
+// A driver message can be backdated: a client reading history sees the
+// given date, and the driver's own view agrees.
+func TestDriverDatedAt(t *testing.T) {
+	s := startServer(t, Options{})
+	ctx := testCtx(t, 30*time.Second)
+	alice, err := s.CreateUser(ctx, UserSpec{Phone: "9996631111", FirstName: "Alice", Username: "alice"})
+	require.NoError(t, err)
+	bob, err := s.CreateUser(ctx, UserSpec{Phone: "9996632222", FirstName: "Bob", Username: "bob"})
+	require.NoError(t, err)
+	when := time.Now().Add(-time.Hour).Truncate(time.Second)
+	_, err = s.As(alice.ID).SendText(ctx, UserPeer(bob.ID), "from an hour ago", DatedAt(when))
+	require.NoError(t, err)
+
+	bc := connect(t, s, clientConfig{phone: bob.Phone})
+	hist, err := bc.API.MessagesGetHistory(ctx, &tg.MessagesGetHistoryRequest{
+		Peer: bc.InputUser(bc.resolveUser(ctx, "alice")), Limit: 10,
+	})
+	require.NoError(t, err)
+	msgs := hist.(*tg.MessagesMessages).Messages
+	require.Len(t, msgs, 1)
+	require.Equal(t, int(when.Unix()), msgs[0].(*tg.Message).Date)
+	own, err := s.History(alice.ID, UserPeer(bob.ID))
+	require.NoError(t, err)
+	require.Len(t, own, 1)
+	require.True(t, own[0].Date.Equal(when), "driver view %v, want %v", own[0].Date, when)
+}
