@@ -106,9 +106,11 @@ func TestRunnerOnRedisUnderLease(t *testing.T) {
 	// Someone else takes the account: the lease key is gone, the renewal
 	// finds out and the runner drops the connection.
 	require.NoError(t, rdb.Del(ctx, lease.Key("", account)).Err())
+	taken := time.Now()
 	select {
 	case err := <-done1:
 		require.ErrorIs(t, err, runner.ErrLeaseLost)
+		t.Logf("the runner returned %s after its lease key was deleted", time.Since(taken).Round(time.Millisecond))
 	case <-time.After(2 * ttl):
 		t.Fatal("runner still running 2×TTL after its lease was lost")
 	}

@@ -209,7 +209,9 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	// The client outlives ctx so that services can finish in-flight
 	// actions after a stop request.
-	clientCtx, cancelClient := context.WithCancel(context.WithoutCancel(ctx))
+	// Its cause tells services why it ended (ErrLeaseLost: no draining).
+	clientCtx, cancelCause := context.WithCancelCause(context.WithoutCancel(ctx))
+	cancelClient := func() { cancelCause(nil) }
 	defer cancelClient()
 	// Until a session is up there is nothing to drain: a stop request while
 	// connecting (an unreachable server, a login in progress) ends at once.
@@ -231,7 +233,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			case <-l.Lost():
 				leaseLost.Store(true)
 				r.log.Error("Account lease lost: disconnecting at once")
-				cancelClient()
+				cancelCause(ErrLeaseLost)
 			case <-done:
 			}
 		}()
@@ -257,7 +259,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 var errStopped = errors.New("runner stopped")
 
-func (r *Runner) serve(stop, cctx context.Context, cancelClient context.CancelFunc, client *telegram.Client,
+func (r *Runner) serve(stop, cctx context.Context, cancelClient func(), client *telegram.Client,
 	mgr *updates.Manager, fatal <-chan error) error {
 	status, err := client.Auth().Status(cctx)
 	if err != nil {

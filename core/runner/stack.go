@@ -265,8 +265,14 @@ func (s *Stack) Run(ctx context.Context, sess *Session) error {
 	<-ctx.Done()
 
 	// Plugins get the Shutdown message and finish in-flight actions while
-	// the client is still connected.
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// the client is still connected. After a lost lease there is nothing
+	// to finish (the client is gone, another runner may be acting for the
+	// account): plugins get a moment, then the runner lets go.
+	drain := 10 * time.Second
+	if errors.Is(context.Cause(ctx), ErrLeaseLost) {
+		drain = time.Second
+	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
 	defer cancel()
 	errStop := host.Stop(stopCtx)
 	errClose := g.Close(stopCtx)
