@@ -146,7 +146,10 @@ func newPauseCmd() *cobra.Command {
 		Long: `pause tells the running runner's guard to hold every write action (sends,
 edits, joins...) until runner resume. Updates keep being received and
 plugins keep running; their actions wait in the guard's durable queue.
-The pause and its reason go to the audit log.`,
+The pause is kept in the account's storage: a restart of the runner, or
+the account moving to another runner, does not lift it. The pause and
+its reason go to the audit log. With several accounts it pauses all of
+them, or the one --account names.`,
 		Example: `  runner pause
   runner pause "checking what the echo plugin does"`,
 		Args: cobra.ArbitraryArgs,

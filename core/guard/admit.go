@@ -29,6 +29,7 @@ const kvNamespace = "_guard"
 
 const (
 	keyPeerFloodUntil = "peer_flood_until"
+	keyPaused         = "paused"
 	prefixCount       = "count/"
 	prefixContacted   = "contacted/"
 	prefixDup         = "dup/"

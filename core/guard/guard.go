@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -289,17 +290,24 @@ func (g *Guard) SetDryRun(on bool) {
 
 // Pause stops every outgoing write action until Resume: they wait, in
 // order, without being lost. Reads still pass.
+//
+// The pause is kept in the account's storage until Resume: a restart, or
+// the account's lease moving to another runner, does not lift it.
 func (g *Guard) Pause(reason string) {
 	if reason == "" {
 		reason = "paused by the owner"
 	}
 	g.mu.Lock()
-	was := g.paused
+	was, before := g.paused, g.pauseReason
 	g.paused, g.pauseReason = true, reason
 	if !was {
 		g.pausedAt = g.now()
 	}
+	since := g.pausedAt
 	g.mu.Unlock()
+	if !was || before != reason {
+		g.storePause(&pausedRecord{Reason: reason, Since: since})
+	}
 	if !was {
 		g.log.Warn("Guard paused: outgoing actions wait until resume", zap.String("reason", reason))
 		g.audit.add(AuditRecord{Time: g.now(), Source: SourceOwner, Kind: "pause", Outcome: OutcomeOK, Reason: reason})
@@ -317,9 +325,56 @@ func (g *Guard) Resume() {
 	}
 	g.mu.Unlock()
 	if was {
+		g.storePause(nil)
 		g.log.Info("Guard resumed")
 		g.audit.add(AuditRecord{Time: g.now(), Source: SourceOwner, Kind: "resume", Outcome: OutcomeOK})
 	}
+}
+
+// pausedRecord is an owner pause as kept in storage.
+type pausedRecord struct {
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+}
+
+// storePause writes the pause (nil: its removal) to the account's storage.
+func (g *Guard) storePause(p *pausedRecord) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	if p == nil {
+		err = g.kv.Delete(ctx, keyPaused)
+	} else {
+		var b []byte
+		if b, err = json.Marshal(p); err == nil {
+			err = g.kv.Set(ctx, keyPaused, b)
+		}
+	}
+	if err != nil {
+		g.log.Error("The pause state could not be stored: a restart would not keep it", zap.Bool("paused", p != nil), zap.Error(err))
+	}
+}
+
+// restorePause puts back an owner pause a previous run kept. When the
+// storage cannot say, it pauses: a kill switch must never be lifted by
+// a failed read.
+func (g *Guard) restorePause(ctx context.Context) {
+	v, err := g.kv.Get(ctx, keyPaused)
+	if errors.Is(err, store.ErrNotFound) {
+		return
+	}
+	var p pausedRecord
+	if err == nil {
+		err = json.Unmarshal(v, &p)
+	}
+	if err != nil {
+		p = pausedRecord{Reason: "could not read whether the owner paused writes (" + err.Error() + "); `runner resume` lifts this", Since: g.now()}
+	}
+	g.mu.Lock()
+	g.paused, g.pauseReason, g.pausedAt = true, p.Reason, p.Since
+	g.mu.Unlock()
+	g.log.Warn("Paused, as before the restart: outgoing actions wait until resume",
+		zap.String("reason", p.Reason), zap.Time("since", p.Since))
 }
 
 // SetSlowMode records a chat's slow mode (0 turns it off); sends to the

@@ -505,11 +505,18 @@ func TestWaitingActionsSurviveARestart(t *testing.T) {
 	}
 	require.Equal(t, []string{"before"}, e.history(sandbox.UserPeer(hank.ID)))
 
-	// A new guard (a restarted runner) resumes them in order.
+	// A new guard (a restarted runner) takes them back, still paused: the
+	// owner's pause outlives the restart. Resumed, they go in order.
 	g2 := e.guard(guard.Options{})
 	n, err := g2.Recover(e.ctx, e.wire)
 	require.NoError(t, err)
 	require.Equal(t, 5, n)
+	snap := g2.Snapshot(e.ctx)
+	require.True(t, snap.Paused, "the pause survived the restart")
+	require.Equal(t, "maintenance", snap.PauseReason)
+	require.Never(t, func() bool { return len(e.history(sandbox.UserPeer(hank.ID))) > 1 }, 500*time.Millisecond, 20*time.Millisecond,
+		"nothing leaves while the restored pause holds")
+	g2.Resume()
 	require.Eventually(t, func() bool { return len(e.history(sandbox.UserPeer(hank.ID))) == 6 }, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, append([]string{"before"}, texts...), e.history(sandbox.UserPeer(hank.ID)))
 	require.Eventually(t, func() bool {

@@ -554,8 +554,10 @@ func encodeQueued(it *item) ([]byte, error) {
 // executor). They were admitted before, so they only wait for pauses and
 // rate budgets. It returns how many it resumed; their results go to the
 // audit log. Call it once the account is connected and before plugins
-// start acting, so the old actions keep their place.
+// start acting, so the old actions keep their place. An owner pause the
+// previous run kept is put back first, so they wait for it too.
 func (g *Guard) Recover(ctx context.Context, next Executor) (int, error) {
+	g.restorePause(ctx)
 	list, err := g.deps.Store.Outbox().List(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("recover waiting actions: %w", err)

@@ -398,3 +398,41 @@ func TestCallerGivingUp(t *testing.T) {
 		})
 	}
 }
+
+// An owner pause outlives the guard: a new guard on the same storage (a
+// restart, or another runner taking the account over) starts paused with
+// the same reason and time, until Resume, which is kept too.
+func TestPauseSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir() + "/data"
+	never := ExecutorFunc(func(context.Context, action.Call) *pb.ActionResult {
+		t.Error("nothing was queued, nothing may run")
+		return nil
+	})
+	withGuard := func(f func(g *Guard)) {
+		st, err := store.Open(ctx, dir, store.Options{})
+		require.NoError(t, err)
+		defer st.Close()
+		g := New(config.Default().Limits, Deps{Store: store.Bolt(st)}, Options{})
+		defer g.Close(ctx)
+		_, err = g.Recover(ctx, never)
+		require.NoError(t, err)
+		f(g)
+	}
+	var since time.Time
+	withGuard(func(g *Guard) {
+		require.False(t, g.Snapshot(ctx).Paused)
+		g.Pause("something is spamming")
+		since = g.Snapshot(ctx).PausedSince
+	})
+	withGuard(func(g *Guard) {
+		s := g.Snapshot(ctx)
+		require.True(t, s.Paused, "the pause is back after the restart")
+		require.Equal(t, "something is spamming", s.PauseReason)
+		require.True(t, s.PausedSince.Equal(since), "since %v, want %v", s.PausedSince, since)
+		g.Resume()
+	})
+	withGuard(func(g *Guard) {
+		require.False(t, g.Snapshot(ctx).Paused, "the resume is kept too")
+	})
+}
