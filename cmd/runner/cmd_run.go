@@ -246,6 +246,7 @@ func serveAccount(ctx context.Context, cfg *config.Config, name string, i int, s
 	if err != nil {
 		return err
 	}
+	stack.PauseCheck = fleet.pauseCheck(name)
 	opts.Services = []runner.Service{stack}
 	go pauseOnSignals(ctx, stack, log)
 	done := fleet.serve(name, &opts, st, stack)

@@ -400,3 +400,64 @@ func TestJoiningRunnerTakesItsShare(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, strings.Count(string(out), "Account handed over"), "the first runner logs each handover")
 }
+
+// runner pause on one machine reaches every account, including those
+// another runner holds (the fleet's pause switch in Redis), and runner
+// resume lifts it from anywhere: nothing is answered while paused, every
+// .ping once after.
+func TestFleetPauseReachesEveryRunner(t *testing.T) {
+	names := []string{"p1", "p2"}
+	e := newSharedEnv(t, names)
+	first, second := e.start(), e.start()
+	require.Eventually(t, func() bool {
+		return e.holderPid("p1") != e.holderPid("p2") &&
+			slices.Contains([]int{first, second}, e.holderPid("p1")) && slices.Contains([]int{first, second}, e.holderPid("p2"))
+	}, 60*time.Second, 100*time.Millisecond, "one account in each runner")
+	for _, name := range names {
+		e.ping(name)
+	}
+	e.waitPongs(1, 60*time.Second, names...)
+
+	ctl := func(args ...string) string {
+		cmd := exec.Command(e.bin, append(args, "--config", e.cfgPath)...)
+		cmd.Env = append(os.Environ(), "TEST_API_HASH="+e.apiHash)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return string(out)
+	}
+	out := ctl("pause", "fleet test")
+	require.Contains(t, out, "paused (account p1, p2)")
+	c := ops.NewClient(filepath.Join(e.dir, config.DefaultSocketName))
+	defer c.Close()
+	st, err := c.Status(e.ctx)
+	require.NoError(t, err)
+	for _, a := range st.Accounts {
+		require.NotNil(t, a.FleetPause, "%s shows the fleet pause", a.Account.Name)
+		require.Equal(t, "fleet test", a.FleetPause.Reason)
+		if a.Held {
+			require.True(t, a.Guard.Paused, "the account held by the answering runner is paused at once")
+		}
+	}
+	// The runner that does not serve the socket notices at its next poll
+	// of the switch (every second).
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, pid := range []int{first, second} {
+			b, _ := os.ReadFile(e.logs[pid])
+			n += strings.Count(string(b), "Paused from outside this runner")
+		}
+		return n == len(names)
+	}, 10*time.Second, 50*time.Millisecond, "both holders hold their writes")
+	for _, name := range names {
+		e.ping(name)
+	}
+	require.Never(t, func() bool { return e.pongs("p1") > 1 || e.pongs("p2") > 1 }, 3*time.Second, 100*time.Millisecond,
+		"no answer while paused, in either runner")
+
+	out = ctl("resume")
+	require.Contains(t, out, "resumed (account p1, p2)")
+	e.waitPongs(2, 30*time.Second, names...)
+	for _, name := range names {
+		require.Equal(t, 2, e.pongs(name), "each .ping of %s answered once", name)
+	}
+}

@@ -103,6 +103,9 @@ func printAccounts(out io.Writer, st ops.Status) error {
 				writes = "PAUSED"
 			}
 		}
+		if a.FleetPause != nil {
+			writes = "PAUSED (fleet)"
+		}
 		up := 0
 		for _, p := range a.Plugins {
 			if p.State == "running" {
@@ -150,6 +153,9 @@ func printAccount(out io.Writer, st ops.Status, acct ops.AccountStatus) error {
 		login += ": " + a.LastError
 	}
 	fmt.Fprintf(tw, "Account\t%s, %s\n", who, login)
+	if p := acct.FleetPause; p != nil {
+		fmt.Fprintf(tw, "Fleet pause\t%s, since %s (runner resume lifts it from any machine)\n", p.Reason, p.Since.Local().Format("2006-01-02 15:04:05"))
+	}
 	if !acct.Held {
 		runs := "not in this runner"
 		switch {

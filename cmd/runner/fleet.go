@@ -24,6 +24,7 @@ import (
 // `runner reload`.
 type fleetOps struct {
 	ops     *ops.Ops
+	pauses  *lease.Pauses // under leases: the fleet's pause switches
 	path    string
 	prepare func(*config.Config)
 	log     *zap.Logger
@@ -34,7 +35,8 @@ type fleetOps struct {
 }
 
 // startFleetOps starts the ops servers for cfg's accounts, with the default
-// control socket in dir. locker is set when the accounts run under leases.
+// control socket in dir. locker is set when the accounts run under leases;
+// pause and resume then go through the fleet's pause switches.
 // prepare adjusts a reloaded config the way the caller adjusted cfg (the
 // sandbox's storage directory). finish stops the servers; call it once the
 // accounts have stopped.
@@ -43,7 +45,8 @@ func startFleetOps(ctx context.Context, cfg *config.Config, dir, path string, pr
 	f := &fleetOps{path: path, prepare: prepare, log: log, cfg: cfg, stacks: map[string]*runner.Stack{}}
 	opts := ops.Options{Config: cfg, Dir: dir, Reloader: f, Logger: log.Named("ops")}
 	if locker != nil {
-		opts.Leases, opts.Holder = locker, locker.Holder()
+		f.pauses = lease.NewPauses(locker.Client(), locker.Prefix())
+		opts.Leases, opts.Holder, opts.Pauses = locker, locker.Holder(), f.pauses
 	}
 	o, err := ops.New(opts)
 	if err != nil {
@@ -71,6 +74,18 @@ func (f *fleetOps) config() *config.Config {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.cfg
+}
+
+// pauseCheck is the guard's view of account name's fleet pause switch, or
+// nil without leases.
+func (f *fleetOps) pauseCheck(name string) func(ctx context.Context) (string, bool, error) {
+	if f == nil || f.pauses == nil {
+		return nil
+	}
+	return func(ctx context.Context) (string, bool, error) {
+		st, on, err := f.pauses.Get(ctx, name)
+		return st.Reason, on, err
+	}
 }
 
 // serve records that account name runs here over st and stack, and hooks

@@ -77,6 +77,11 @@ type Options struct {
 	// example <storage>/PAUSED). It is checked at most every PauseFilePoll.
 	PauseFile     string
 	PauseFilePoll time.Duration // default 1s
+	// PauseCheck, when set, is asked every PauseFilePoll whether a switch
+	// outside this process holds writes (the fleet's pause key in Redis,
+	// which any runner or redis-cli can set). An error counts as paused:
+	// a switch that cannot be read is not assumed off.
+	PauseCheck func(ctx context.Context) (reason string, paused bool, err error)
 	// MaxQueueWait bounds how long a send may expect to wait for its rate
 	// tokens; beyond it the send is refused THROTTLED with retry_after.
 	// Pauses and quiet hours do not count. Default 15 minutes.
@@ -130,6 +135,11 @@ type Guard struct {
 	pauseFile   struct {
 		checked time.Time
 		exists  bool
+	}
+	external struct { // PauseCheck's last answer
+		paused bool
+		reason string
+		since  time.Time
 	}
 	lanes     map[string]*lane
 	global    *rate.Limiter
@@ -185,6 +195,9 @@ func New(cfg config.Limits, deps Deps, opts Options) *Guard {
 	g.global = newLimiter(cfg.Send.Global)
 	g.dryRun.Store(cfg.DryRun)
 	g.audit = newAuditWriter(deps.Store, deps.Logger)
+	if opts.PauseCheck != nil {
+		go g.pollExternalPause()
+	}
 	// Outbox ids must keep growing across restarts: start from the clock.
 	g.seq.Store(uint64(time.Now().UnixNano()))
 	return g
@@ -328,6 +341,63 @@ func (g *Guard) Resume() {
 		g.storePause(nil)
 		g.log.Info("Guard resumed")
 		g.audit.add(AuditRecord{Time: g.now(), Source: SourceOwner, Kind: "resume", Outcome: OutcomeOK})
+	}
+}
+
+// RefreshPause asks Options.PauseCheck now instead of at the next poll
+// (after the switch was just set or cleared).
+func (g *Guard) RefreshPause(ctx context.Context) { g.checkExternalPause(ctx) }
+
+// checkExternalPause asks Options.PauseCheck once and applies the answer;
+// a switch turned off wakes the waiting actions.
+func (g *Guard) checkExternalPause(ctx context.Context) {
+	if g.opts.PauseCheck == nil {
+		return
+	}
+	reason, paused, err := g.opts.PauseCheck(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return // closing
+		}
+		paused, reason = true, "cannot read the fleet's pause switch: "+err.Error()
+	}
+	g.mu.Lock()
+	was := g.external.paused
+	changed := was != paused || (paused && reason != g.external.reason)
+	if paused && !was {
+		g.external.since = g.now()
+	}
+	g.external.paused, g.external.reason = paused, reason
+	if was && !paused && !g.paused {
+		close(g.resumed)
+		g.resumed = make(chan struct{})
+	}
+	g.mu.Unlock()
+	switch {
+	case !changed:
+	case paused:
+		g.log.Warn("Paused from outside this runner: outgoing actions wait", zap.String("reason", reason))
+		g.audit.add(AuditRecord{Time: g.now(), Source: SourceOwner, Kind: "pause", Outcome: OutcomeOK, Reason: "fleet switch: " + reason})
+	default:
+		g.log.Info("The outside pause was lifted")
+		g.audit.add(AuditRecord{Time: g.now(), Source: SourceOwner, Kind: "resume", Outcome: OutcomeOK, Reason: "fleet switch"})
+	}
+}
+
+// pollExternalPause runs checkExternalPause every PauseFilePoll until the
+// guard closes.
+func (g *Guard) pollExternalPause() {
+	t := time.NewTicker(g.opts.PauseFilePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.base.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(g.base, g.opts.PauseFilePoll*5)
+			g.checkExternalPause(ctx)
+			cancel()
+		}
 	}
 }
 
@@ -674,6 +744,9 @@ func (g *Guard) blocked(source string, send bool) (reason string, until time.Tim
 	defer g.mu.Unlock()
 	if g.paused {
 		return g.pauseReason, time.Time{}, g.resumed, true
+	}
+	if g.external.paused {
+		return g.external.reason, now.Add(g.opts.PauseFilePoll), g.resumed, true
 	}
 	if g.opts.PauseFile != "" {
 		if now.Sub(g.pauseFile.checked) >= g.opts.PauseFilePoll || now.Before(g.pauseFile.checked) {

@@ -558,6 +558,7 @@ func encodeQueued(it *item) ([]byte, error) {
 // previous run kept is put back first, so they wait for it too.
 func (g *Guard) Recover(ctx context.Context, next Executor) (int, error) {
 	g.restorePause(ctx)
+	g.checkExternalPause(ctx)
 	list, err := g.deps.Store.Outbox().List(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("recover waiting actions: %w", err)

@@ -49,6 +49,8 @@ func (g *Guard) Snapshot(ctx context.Context) Snapshot {
 	s.PauseReason = reason
 	if g.paused {
 		s.PausedSince = g.pausedAt
+	} else if g.external.paused {
+		s.PausedSince = g.external.since
 	}
 	if now.Before(g.sendHold) {
 		s.SendHoldUntil = g.sendHold

@@ -2,7 +2,9 @@ package guard
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -435,4 +437,39 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	withGuard(func(g *Guard) {
 		require.False(t, g.Snapshot(ctx).Paused, "the resume is kept too")
 	})
+}
+
+// An outside pause switch holds writes while it is on, wakes waiting
+// actions when it goes off, and counts as on while it cannot be read.
+func TestPauseCheck(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir()+"/data", store.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	var mu sync.Mutex
+	reason, on, failing := "", false, error(nil)
+	set := func(r string, o bool, err error) {
+		mu.Lock()
+		reason, on, failing = r, o, err
+		mu.Unlock()
+	}
+	g := New(config.Default().Limits, Deps{Store: store.Bolt(st)}, Options{
+		PauseFilePoll: 20 * time.Millisecond,
+		PauseCheck: func(context.Context) (string, bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return reason, on, failing
+		},
+	})
+	defer g.Close(ctx)
+	require.False(t, g.Snapshot(ctx).Paused)
+	set("fleet test", true, nil)
+	require.Eventually(t, func() bool { return g.Snapshot(ctx).PauseReason == "fleet test" }, 2*time.Second, 5*time.Millisecond)
+	require.True(t, g.Snapshot(ctx).Paused)
+	set("", false, errors.New("redis: connection refused"))
+	require.Eventually(t, func() bool {
+		return strings.Contains(g.Snapshot(ctx).PauseReason, "cannot read the fleet's pause switch")
+	}, 2*time.Second, 5*time.Millisecond)
+	set("", false, nil)
+	require.Eventually(t, func() bool { return !g.Snapshot(ctx).Paused }, 2*time.Second, 5*time.Millisecond)
 }

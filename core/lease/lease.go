@@ -122,6 +122,9 @@ func NewLocker(rdb redis.UniversalClient, opts Options) (*Locker, error) {
 // Holder is this process's identity.
 func (l *Locker) Holder() string { return l.opts.Holder }
 
+// Client is the Redis client the locker uses.
+func (l *Locker) Client() redis.UniversalClient { return l.rdb }
+
 // TTL is the lease TTL.
 func (l *Locker) TTL() time.Duration { return l.opts.TTL }
 

@@ -86,6 +86,10 @@ func (o *Ops) controlHandler() http.Handler {
 		if req.Reason == "" {
 			req.Reason = "paused by the owner (runner pause)"
 		}
+		if o.opts.Pauses != nil {
+			o.fleetPause(w, r, req.Reason)
+			return
+		}
 		guards, code, err := o.guards(r, true)
 		if err != nil {
 			writeError(w, code, "%v", err)
@@ -98,6 +102,10 @@ func (o *Ops) controlHandler() http.Handler {
 		writeJSON(w, http.StatusOK, Result{OK: true, Message: "paused" + o.forAccounts(guards) + ": no write action leaves until `runner resume`"})
 	})
 	mux.HandleFunc("POST /v1/resume", func(w http.ResponseWriter, r *http.Request) {
+		if o.opts.Pauses != nil {
+			o.fleetResume(w, r)
+			return
+		}
 		guards, code, err := o.guards(r, true)
 		if err != nil {
 			writeError(w, code, "%v", err)
@@ -152,6 +160,75 @@ func (o *Ops) controlHandler() http.Handler {
 	mux.HandleFunc("GET /v1/audit", o.handleAudit)
 	mux.HandleFunc("GET /v1/backup", o.handleBackup)
 	return mux
+}
+
+// fleetAccounts are the accounts a fleet pause or resume is about: the one
+// named, held here or not, or every configured account.
+func (o *Ops) fleetAccounts(r *http.Request) ([]*AccountOps, error) {
+	if name := r.URL.Query().Get(AccountParam); name != "" {
+		a := o.Account(name)
+		if a == nil {
+			return nil, o.unknownAccount(name)
+		}
+		return []*AccountOps{a}, nil
+	}
+	return o.accounts, nil
+}
+
+// fleetPause sets the pause switch of the accounts: whichever runner holds
+// each (this one included) holds its writes within a second, and the
+// switch outlives restarts and lease moves.
+func (o *Ops) fleetPause(w http.ResponseWriter, r *http.Request, reason string) {
+	accounts, err := o.fleetAccounts(r)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	var names []string
+	for _, a := range accounts {
+		if err := o.opts.Pauses.Set(r.Context(), a.name, reason); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "%v (paused so far: %s)", err, strings.Join(names, ", "))
+			return
+		}
+		names = append(names, a.name)
+		if g := a.view().guard(); g != nil {
+			g.RefreshPause(r.Context())
+		}
+	}
+	o.log.Info("Paused through the control socket, fleet-wide", zap.String("reason", reason), zap.Strings("accounts", names))
+	writeJSON(w, http.StatusOK, Result{OK: true, Message: "paused (account " + strings.Join(names, ", ") +
+		"): whichever runner holds each holds its writes within a second, until `runner resume` from any machine"})
+}
+
+// fleetResume clears the accounts' pause switches, and lifts the local
+// pause of those held here.
+func (o *Ops) fleetResume(w http.ResponseWriter, r *http.Request) {
+	accounts, err := o.fleetAccounts(r)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	var names, held []string
+	for _, a := range accounts {
+		if _, err := o.opts.Pauses.Clear(r.Context(), a.name); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "%v (resumed so far: %s)", err, strings.Join(names, ", "))
+			return
+		}
+		names = append(names, a.name)
+		if g := a.view().guard(); g != nil {
+			g.Resume()
+			g.RefreshPause(r.Context())
+			if snap := g.Snapshot(r.Context()); snap.Paused {
+				held = append(held, a.name+": "+snap.PauseReason)
+			}
+		}
+	}
+	o.log.Info("Resumed through the control socket, fleet-wide", zap.Strings("accounts", names))
+	msg := "resumed (account " + strings.Join(names, ", ") + ")"
+	if len(held) > 0 {
+		msg += ", but writes are still held: " + strings.Join(held, "; ")
+	}
+	writeJSON(w, http.StatusOK, Result{OK: true, Message: msg})
 }
 
 // AccountParam is the query parameter that names the account a control

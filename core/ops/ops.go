@@ -28,6 +28,7 @@ import (
 
 	"github.com/tgrunner/tgrunner/core/config"
 	"github.com/tgrunner/tgrunner/core/guard"
+	"github.com/tgrunner/tgrunner/core/lease"
 	"github.com/tgrunner/tgrunner/core/pluginhost"
 	"github.com/tgrunner/tgrunner/core/runner"
 	"github.com/tgrunner/tgrunner/core/store"
@@ -55,6 +56,15 @@ type LeaseHolders interface {
 	Current(ctx context.Context, account string) (holder string, token uint64, err error)
 }
 
+// FleetPauses are the per-account pause switches runners under leases
+// share (*lease.Pauses). With them, pause and resume reach every account,
+// including those other runners hold.
+type FleetPauses interface {
+	Set(ctx context.Context, account, reason string) error
+	Clear(ctx context.Context, account string) (bool, error)
+	Get(ctx context.Context, account string) (lease.PauseState, bool, error)
+}
+
 // Options are what Ops works with.
 type Options struct {
 	// Config is the loaded config (ops:, plugins:, accounts: and storage:
@@ -78,6 +88,9 @@ type Options struct {
 	Leases LeaseHolders
 	// Holder is this runner's lease holder id, shown in the status.
 	Holder string
+	// Pauses, under leases, carry pause and resume to whichever runner
+	// holds each account.
+	Pauses FleetPauses
 	// Reloader serves `runner reload`; optional.
 	Reloader Reloader
 	Logger   *zap.Logger

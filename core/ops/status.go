@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tgrunner/tgrunner/core/guard"
+	"github.com/tgrunner/tgrunner/core/lease"
 )
 
 // Status is what `runner status --json`, /api/status and the status page
@@ -39,6 +40,9 @@ type AccountStatus struct {
 	// no runner holds it right now).
 	Held       bool       `json:"held"`
 	HeldBy     string     `json:"held_by,omitempty"`
+	// FleetPause is the account's fleet-wide pause switch while it is on
+	// (under leases; see runner pause).
+	FleetPause *lease.PauseState `json:"fleet_pause,omitempty"`
 	Connection Connection `json:"connection"`
 	Journal    Journal    `json:"journal"`
 	Plugins    []Plugin   `json:"plugins"`
@@ -202,6 +206,12 @@ func (a *AccountOps) status(ctx context.Context) AccountStatus {
 	}
 	if !conn.Reported() && sess.Up {
 		st.Connection.Since = utc(sess.Since)
+	}
+	if p := a.o.opts.Pauses; p != nil {
+		if ps, on, err := p.Get(ctx, a.name); err == nil && on {
+			ps.Since = utc(ps.Since)
+			st.FleetPause = &ps
+		}
 	}
 	if !v.held && a.o.opts.Leases != nil {
 		st.Connection.State = "elsewhere"

@@ -39,6 +39,9 @@ type Stack struct {
 	// PauseFile is where a pause survives restarts; NewStack sets it to
 	// PAUSED in a bbolt store's directory. Empty: pauses last until exit.
 	PauseFile string
+	// PauseCheck, when set, is a pause switch outside this process (the
+	// fleet's, in Redis) the guard polls; see guard.Options.PauseCheck.
+	PauseCheck func(ctx context.Context) (reason string, paused bool, err error)
 
 	account string
 	started time.Time
@@ -222,8 +225,9 @@ func (s *Stack) Run(ctx context.Context, sess *Session) error {
 		Logger: s.log.Named("guard"),
 		Notify: notify,
 	}, guard.Options{
-		PauseFile: s.PauseFile,
-		Plugins:   s.pluginLimits(),
+		PauseFile:  s.PauseFile,
+		PauseCheck: s.PauseCheck,
+		Plugins:    s.pluginLimits(),
 	})
 	guarded = g.Wrap(exec)
 	if n, err := g.Recover(ctx, exec); err != nil {
