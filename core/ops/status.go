@@ -38,15 +38,15 @@ type AccountStatus struct {
 	// Held is true while the account runs in this process. With leases, an
 	// account held by another runner shows that runner in HeldBy ("" when
 	// no runner holds it right now).
-	Held       bool       `json:"held"`
-	HeldBy     string     `json:"held_by,omitempty"`
+	Held   bool   `json:"held"`
+	HeldBy string `json:"held_by,omitempty"`
 	// FleetPause is the account's fleet-wide pause switch while it is on
 	// (under leases; see runner pause).
 	FleetPause *lease.PauseState `json:"fleet_pause,omitempty"`
-	Connection Connection `json:"connection"`
-	Journal    Journal    `json:"journal"`
-	Plugins    []Plugin   `json:"plugins"`
-	Guard      *Guard     `json:"guard,omitempty"`
+	Connection Connection        `json:"connection"`
+	Journal    Journal           `json:"journal"`
+	Plugins    []Plugin          `json:"plugins"`
+	Guard      *Guard            `json:"guard,omitempty"`
 	// Audit holds the latest audit records, oldest first.
 	Audit []guard.AuditRecord `json:"audit"`
 	Ready Readiness           `json:"ready"`
