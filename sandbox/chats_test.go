@@ -149,6 +149,24 @@ func TestGroupsAndChannels(t *testing.T) {
 	d := diff.(*tg.UpdatesChannelDifference)
 	require.False(t, d.Final, "backlog larger than the limit comes in parts")
 	require.Len(t, d.NewMessages, 100)
+	for _, m := range d.NewMessages {
+		require.False(t, m.(*tg.Message).Out, "bob did not write the posts")
+	}
+
+	// The author catching up sees its own posts as outgoing, as live.
+	ac := connect(t, s, clientConfig{phone: alice.Phone})
+	res, err = ac.API.ContactsResolveUsername(ctx, &tg.ContactsResolveUsernameRequest{Username: "news"})
+	require.NoError(t, err)
+	own := res.Chats[0].(*tg.Channel)
+	diff, err = ac.API.UpdatesGetChannelDifference(ctx, &tg.UpdatesGetChannelDifferenceRequest{
+		Channel: &tg.InputChannel{ChannelID: own.ID, AccessHash: own.AccessHash}, Filter: &tg.ChannelMessagesFilterEmpty{}, Pts: 1, Limit: 100,
+	})
+	require.NoError(t, err)
+	mine := diff.(*tg.UpdatesChannelDifference).NewMessages
+	require.Len(t, mine, 100)
+	for _, m := range mine {
+		require.True(t, m.(*tg.Message).Out, "alice wrote every post: %+v", m)
+	}
 }
 
 func TestMessageActionsAndMedia(t *testing.T) {

@@ -89,11 +89,15 @@ type dialog struct {
 
 // ptsEvent is one entry of an account's or channel's update log.
 type ptsEvent struct {
-	pts       int
-	count     int
-	date      int
-	update    tg.UpdateClass
-	newMsg    tg.MessageClass // set for new messages (difference new_messages)
+	pts    int
+	count  int
+	date   int
+	update tg.UpdateClass
+	newMsg tg.MessageClass // set for new messages (difference new_messages)
+	// author and authorMsg: a channel message as its author sees it
+	// (outgoing); everyone else gets newMsg.
+	author    int64
+	authorMsg tg.MessageClass
 	userIDs   []int64
 	chatIDs   []int64 // basic groups
 	chanIDs   []int64

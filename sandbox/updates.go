@@ -124,24 +124,26 @@ func (s *Server) emitChannelLocked(ch *channel, count int, e *entities, exceptSe
 	}
 	e.chans[ch.id] = true
 	ev.userIDs, ev.chanIDs = sortedIDs(e.users), sortedIDs(e.chans)
-	ch.events = append(ch.events, ev)
 	raw, err := encodeRaw(upd)
 	if err != nil {
 		s.log.Error("encode channel update: " + err.Error())
 		return
 	}
 	// Channel messages are stored once for every member; only the author
-	// sees their own as outgoing.
+	// sees their own as outgoing, live and in getChannelDifference.
 	authorRaw := raw
 	if newMsg != nil && newMsg.author != 0 {
 		newMsg.out = true
-		authorRaw, err = encodeRaw(mk(ch.pts, count))
+		authorUpd := mk(ch.pts, count)
 		newMsg.out = false
+		ev.author, ev.authorMsg = newMsg.author, newMessageOf(authorUpd)
+		authorRaw, err = encodeRaw(authorUpd)
 		if err != nil {
 			s.log.Error("encode channel update: " + err.Error())
 			return
 		}
 	}
+	ch.events = append(ch.events, ev)
 	for member := range ch.members {
 		sessions := s.byUser[member]
 		if len(sessions) == 0 {
@@ -338,9 +340,12 @@ func (s *Server) channelDifferenceLocked(userID int64, ch *channel, req *tg.Upda
 		for _, id := range ev.chanIDs {
 			e.chans[id] = true
 		}
-		if ev.newMsg != nil {
+		switch {
+		case ev.authorMsg != nil && ev.author == userID:
+			newMsgs = append(newMsgs, ev.authorMsg)
+		case ev.newMsg != nil:
 			newMsgs = append(newMsgs, ev.newMsg)
-		} else {
+		default:
 			others = append(others, ev.update)
 		}
 	}
