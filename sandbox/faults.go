@@ -32,6 +32,18 @@ type Faults struct {
 	// Errors answers the named methods with an RPC error, e.g.
 	// {"messages.sendMessage": "INTERNAL"} (code 500) or "420:FLOOD_WAIT_3".
 	Errors map[string]string `yaml:"errors"`
+	// Flaky answers the first Times calls of the named methods with Error
+	// (same forms as Errors), then lets them through: Telegram's passing
+	// internal errors (RPC_CALL_FAIL, -503 Timeout). With Done the call is
+	// carried out first and only its answer is the error: a lost answer.
+	Flaky map[string]Flaky `yaml:"flaky"`
+}
+
+// Flaky is a passing error; see Faults.Flaky.
+type Flaky struct {
+	Error string `yaml:"error"`
+	Times int    `yaml:"times"`
+	Done  bool   `yaml:"done"`
 }
 
 // Limit allows Count calls per sliding Window. Zero Count means unlimited.
@@ -52,17 +64,37 @@ func (s *Server) SetFaults(f Faults) {
 type limiter struct {
 	mu    sync.Mutex
 	calls map[string][]time.Time
-	reqs  map[int64]int // answered requests per session
+	reqs  map[int64]int  // answered requests per session
+	flaky map[string]int // Flaky errors given, by method
 }
 
 func newLimiter() *limiter {
-	return &limiter{calls: map[string][]time.Time{}, reqs: map[int64]int{}}
+	return &limiter{calls: map[string][]time.Time{}, reqs: map[int64]int{}, flaky: map[string]int{}}
+}
+
+// flaky reports the passing error method's call gets now, if any, and
+// whether the call is carried out first.
+func (s *Server) flaky(method string) (err *tgerr.Error, done bool) {
+	s.mu.Lock()
+	f, ok := s.faults.Flaky[method]
+	s.mu.Unlock()
+	if !ok || f.Times <= 0 {
+		return nil, false
+	}
+	s.limiter.mu.Lock()
+	defer s.limiter.mu.Unlock()
+	if s.limiter.flaky[method] >= f.Times {
+		return nil, false
+	}
+	s.limiter.flaky[method]++
+	return parseInjected(f.Error), f.Done
 }
 
 func (l *limiter) reset() {
 	l.mu.Lock()
 	l.calls = map[string][]time.Time{}
 	l.reqs = map[int64]int{}
+	l.flaky = map[string]int{}
 	l.mu.Unlock()
 }
 

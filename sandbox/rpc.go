@@ -199,5 +199,11 @@ func (s *Server) dispatch(c *call, b *bin.Buffer) (res bin.Encoder, rErr error) 
 	if err := s.faultBefore(c); err != nil {
 		return nil, err
 	}
+	if ferr, done := s.flaky(MethodName(c.method)); ferr != nil {
+		if done {
+			_, _ = h(c, b)
+		}
+		return nil, ferr
+	}
 	return h(c, b)
 }

@@ -179,3 +179,49 @@ func TestRawInvokeAuditedOnce(t *testing.T) {
 	require.Equal(t, "help.getConfig", byOutcome[guard.OutcomeOK].Method, "%+v", recs)
 	require.Contains(t, byOutcome[guard.OutcomeDenied].Reason+byOutcome[guard.OutcomeDenied].Method, "auth.logOut", "%+v", recs)
 }
+
+// Telegram's passing internal errors are retried: a pong that meets two
+// RPC_CALL_FAILs still goes out, once; a pong carried out whose answer was
+// lost (-503 Timeout) is retried, recognised by its random_id, and not
+// sent twice.
+func TestInternalErrorsRetriedOnce(t *testing.T) {
+	path, sum := buildPlugin(t, "github.com/tgrunner/tgrunner/plugins/examples/ping")
+	e := newEnv(t)
+	e.cfg.Plugins = []config.Plugin{pluginConfig(t, `
+  - name: ping
+    path: `+path+`
+    sha256: `+sum+`
+    permissions:
+      actions: [send, edit]
+      chats: [private]
+`)}
+	e.runStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bob, err := e.sb.CreateUser(ctx, sandbox.UserSpec{Phone: "9996627777", FirstName: "Bob"})
+	require.NoError(t, err)
+	pongs := func(to *sandbox.User) int {
+		h, err := e.sb.History(e.owner.ID, sandbox.UserPeer(to.ID))
+		require.NoError(t, err)
+		n := 0
+		for _, m := range h {
+			if m.From == e.owner.ID && strings.HasPrefix(m.Text, "pong") {
+				n++
+			}
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		from  *sandbox.User
+		flaky sandbox.Flaky
+	}{
+		{e.alice, sandbox.Flaky{Error: "500:RPC_CALL_FAIL", Times: 2}},
+		{bob, sandbox.Flaky{Error: "-503:Timeout", Times: 1, Done: true}},
+	} {
+		e.sb.SetFaults(sandbox.Faults{Flaky: map[string]sandbox.Flaky{"messages.sendMessage": tc.flaky}})
+		_, err := e.sb.As(tc.from.ID).SendText(ctx, sandbox.UserPeer(e.owner.ID), ".ping")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return pongs(tc.from) >= 1 }, 30*time.Second, 20*time.Millisecond, "pong despite %s", tc.flaky.Error)
+		require.Never(t, func() bool { return pongs(tc.from) > 1 }, time.Second, 50*time.Millisecond, "one pong despite %s", tc.flaky.Error)
+	}
+}

@@ -195,11 +195,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	opts.UpdateHandler = mgr
 	opts.Logger = logging.Gotd(r.log.Named("mtproto"))
 	// Outermost first: RPC results reach the manager; then the global
-	// token bucket; then flood waits are waited out next to the wire.
+	// token bucket; then passing internal errors are retried (tdl's order);
+	// then flood waits are waited out next to the wire.
 	opts.Middlewares = []telegram.Middleware{
 		updatesHook(mgr.Handle),
 		hook.AffectedHook(mgr),
 		limiter,
+		retryInternal(retryAttempts, retryBase, r.log),
 		waiter,
 	}
 	if r.opts.Lease != nil {
