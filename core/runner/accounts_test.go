@@ -23,15 +23,7 @@ import (
 // and ping plugin: each receives only its own DMs, its own plugin answers
 // them, and every journaled event names its account.
 func TestThreeAccountsInOneRunner(t *testing.T) {
-	path, sum := buildPlugin(t, "github.com/tgrunner/tgrunner/plugins/examples/ping")
-	ping := pluginConfig(t, `
-  - name: ping
-    path: `+path+`
-    sha256: `+sum+`
-    permissions:
-      actions: [send, edit]
-      chats: [private]
-`)
+	ping := pingPlugin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	sb, err := sandbox.Start(ctx, sandbox.Options{Key: testKey()})

@@ -65,21 +65,28 @@ func pluginConfig(t *testing.T, entry string) config.Plugin {
 	return c.Plugins[0]
 }
 
-// The thin slice, end to end: a sandbox user writes ".ping" to the owner,
-// the runner journals it, the plugin host delivers it to the ping plugin
-// (a separate process), the plugin replies through the guard, and the
-// sandbox user sees "pong".
-func TestPingPluginAnswersThroughRunner(t *testing.T) {
+// pingPlugin is the example ping plugin, built once, allowed to send and
+// edit in private chats.
+func pingPlugin(t *testing.T) config.Plugin {
+	t.Helper()
 	path, sum := buildPlugin(t, "github.com/tgrunner/tgrunner/plugins/examples/ping")
-	e := newEnv(t)
-	e.cfg.Plugins = []config.Plugin{pluginConfig(t, `
+	return pluginConfig(t, `
   - name: ping
     path: `+path+`
     sha256: `+sum+`
     permissions:
       actions: [send, edit]
       chats: [private]
-`)}
+`)
+}
+
+// The thin slice, end to end: a sandbox user writes ".ping" to the owner,
+// the runner journals it, the plugin host delivers it to the ping plugin
+// (a separate process), the plugin replies through the guard, and the
+// sandbox user sees "pong".
+func TestPingPluginAnswersThroughRunner(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Plugins = []config.Plugin{pingPlugin(t)}
 	e.runStack(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -185,16 +192,8 @@ func TestRawInvokeAuditedOnce(t *testing.T) {
 // lost (-503 Timeout) is retried, recognised by its random_id, and not
 // sent twice.
 func TestInternalErrorsRetriedOnce(t *testing.T) {
-	path, sum := buildPlugin(t, "github.com/tgrunner/tgrunner/plugins/examples/ping")
 	e := newEnv(t)
-	e.cfg.Plugins = []config.Plugin{pluginConfig(t, `
-  - name: ping
-    path: `+path+`
-    sha256: `+sum+`
-    permissions:
-      actions: [send, edit]
-      chats: [private]
-`)}
+	e.cfg.Plugins = []config.Plugin{pingPlugin(t)}
 	e.runStack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

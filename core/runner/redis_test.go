@@ -28,16 +28,8 @@ import (
 // answers what arrived meanwhile, once.
 func TestRunnerOnRedisUnderLease(t *testing.T) {
 	rdb := redistest.Client(t)
-	path, sum := buildPlugin(t, "github.com/tgrunner/tgrunner/plugins/examples/ping")
 	e := newEnv(t)
-	e.cfg.Plugins = []config.Plugin{pluginConfig(t, `
-  - name: ping
-    path: `+path+`
-    sha256: `+sum+`
-    permissions:
-      actions: [send, edit]
-      chats: [private]
-`)}
+	e.cfg.Plugins = []config.Plugin{pingPlugin(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	account := fmt.Sprintf("redis-lease-%d", time.Now().UnixNano())
