@@ -226,6 +226,19 @@ func (e *sharedEnv) waitStatus(names []string, pids ...int) int {
 	return answered
 }
 
+// startHoldingAll starts a runner alone, waits until it holds every
+// account and each has answered one .ping, and returns its pid.
+func (e *sharedEnv) startHoldingAll(names []string) int {
+	e.t.Helper()
+	pid := e.start()
+	e.waitHeld(names, pid)
+	for _, name := range names {
+		e.ping(name)
+	}
+	e.waitPongs(1, 60*time.Second, names...)
+	return pid
+}
+
 // waitHeld waits until every account is held by one of pids.
 func (e *sharedEnv) waitHeld(names []string, pids ...int) {
 	e.t.Helper()
@@ -310,12 +323,7 @@ func TestThreeProcessesShareFiveAccounts(t *testing.T) {
 func TestStoppedHolderDoesNotActForLostAccounts(t *testing.T) {
 	names := []string{"s1", "s2"}
 	e := newSharedEnv(t, names)
-	first := e.start()
-	e.waitHeld(names, first)
-	for _, name := range names {
-		e.ping(name)
-	}
-	e.waitPongs(1, 60*time.Second, names...)
+	first := e.startHoldingAll(names)
 
 	second := e.start()
 	require.NoError(t, e.procs[first].Process.Signal(syscall.SIGSTOP))
@@ -369,12 +377,7 @@ func TestStoppedHolderDoesNotActForLostAccounts(t *testing.T) {
 func TestJoiningRunnerTakesItsShare(t *testing.T) {
 	names := []string{"j1", "j2", "j3", "j4"}
 	e := newSharedEnv(t, names)
-	first := e.start()
-	e.waitHeld(names, first)
-	for _, name := range names {
-		e.ping(name)
-	}
-	e.waitPongs(1, 60*time.Second, names...)
+	first := e.startHoldingAll(names)
 
 	second := e.start()
 	joined := time.Now()
