@@ -72,22 +72,20 @@ func newLimiter() *limiter {
 	return &limiter{calls: map[string][]time.Time{}, reqs: map[int64]int{}, flaky: map[string]int{}}
 }
 
-// flaky reports the passing error method's call gets now, if any, and
-// whether the call is carried out first.
-func (s *Server) flaky(method string) (err *tgerr.Error, done bool) {
-	s.mu.Lock()
-	f, ok := s.faults.Flaky[method]
-	s.mu.Unlock()
-	if !ok || f.Times <= 0 {
+// flaky reports the passing error method's call gets now under faults
+// f, if any, and whether the call is carried out first.
+func (s *Server) flaky(f Faults, method string) (err *tgerr.Error, done bool) {
+	fl, ok := f.Flaky[method]
+	if !ok || fl.Times <= 0 {
 		return nil, false
 	}
 	s.limiter.mu.Lock()
 	defer s.limiter.mu.Unlock()
-	if s.limiter.flaky[method] >= f.Times {
+	if s.limiter.flaky[method] >= fl.Times {
 		return nil, false
 	}
 	s.limiter.flaky[method]++
-	return parseInjected(f.Error), f.Done
+	return parseInjected(fl.Error), fl.Done
 }
 
 func (l *limiter) reset() {
@@ -132,11 +130,9 @@ func parseInjected(v string) *tgerr.Error {
 	return tgerr.New(500, v)
 }
 
-// faultBefore applies latency, injected errors and method limits.
-func (s *Server) faultBefore(c *call) error {
-	s.mu.Lock()
-	f := s.faults
-	s.mu.Unlock()
+// faultBefore applies latency, injected errors and method limits under
+// faults f (read once per call).
+func (s *Server) faultBefore(c *call, f Faults) error {
 	if f.Latency > 0 {
 		t := time.NewTimer(f.Latency)
 		select {

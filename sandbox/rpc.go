@@ -194,12 +194,13 @@ func (s *Server) dispatch(c *call, b *bin.Buffer) (res bin.Encoder, rErr error) 
 			ls.noUpdates = true
 		}
 	}
+	faults := s.faults
 	s.mu.Unlock()
 
-	if err := s.faultBefore(c); err != nil {
+	if err := s.faultBefore(c, faults); err != nil {
 		return nil, err
 	}
-	if ferr, done := s.flaky(MethodName(c.method)); ferr != nil {
+	if ferr, done := s.flaky(faults, MethodName(c.method)); ferr != nil {
 		if done {
 			_, _ = h(c, b)
 		}
