@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tgrunner/tgrunner/core/action"
 	"github.com/tgrunner/tgrunner/core/config"
@@ -149,6 +151,7 @@ type Guard struct {
 	slow      map[string]*slowMode
 	sendHold  time.Time // a FLOOD_WAIT on sending: no sends before this
 	dup       *dupTracker
+	sameSends map[[32]byte]int // identical sends per event so far; see eventRandomID
 	live      map[string]*item // queued or running, by outbox id
 	throttles []AuditRecord    // most recent refusals, for Snapshot
 	prunedDay string
@@ -610,7 +613,7 @@ func (g *Guard) submit(ctx context.Context, next Executor, call action.Call) (*p
 	}
 	// Fix the random_id now, before the send can wait, be kept in the
 	// durable queue or be retried: Telegram then drops a second copy.
-	fixRandomID(call.Action)
+	fixRandomID(call.Action, g.eventRandomID(call))
 	dry := g.DryRun()
 	if res := g.admit(ctx, call, in, rec, dry); res != nil {
 		return res, nil
@@ -810,11 +813,66 @@ func quietEnd(q *config.QuietHours, now time.Time) (time.Time, bool) {
 // errClosing ends waits when the guard closes.
 var errClosing = errors.New("the runner is stopping")
 
+// eventRandomID derives the random_id of a plugin's send caused by a
+// journaled event from the plugin, the event and what is sent (0 when the
+// call has no cause). The plugin feed delivers an event again when the
+// runner stopped before the plugin's ack was stored (a crash, a lost
+// lease); a plugin answering it again then makes the same send with the
+// same id, and Telegram drops the copy (RANDOM_ID_DUPLICATE, taken as
+// sent) instead of the chat getting the answer twice. The n-th identical
+// send for one event gets the n-th id, so a plugin may still send the
+// same text twice on purpose.
+func (g *Guard) eventRandomID(call action.Call) int64 {
+	if call.CauseSeq == 0 || call.Source == SourceOwner || call.Source == SourceRunner {
+		return 0
+	}
+	a := call.Action
+	switch k := a.GetKind().(type) {
+	case *pb.Action_Send:
+		if k.Send.GetRandomId() != 0 {
+			return 0
+		}
+	case *pb.Action_Forward:
+		if k.Forward.GetRandomId() != 0 {
+			return 0
+		}
+	case *pb.Action_SendMedia:
+		if k.SendMedia.GetRandomId() != 0 {
+			return 0
+		}
+	default:
+		return 0
+	}
+	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(a)
+	if err != nil {
+		return 0
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00", call.Source, call.CauseSeq)
+	h.Write(body)
+	var key [32]byte
+	h.Sum(key[:0])
+	g.mu.Lock()
+	if g.sameSends == nil || len(g.sameSends) > 100_000 {
+		// A bound, not a cache: events that old are not delivered again.
+		g.sameSends = map[[32]byte]int{}
+	}
+	n := g.sameSends[key]
+	g.sameSends[key] = n + 1
+	g.mu.Unlock()
+	fmt.Fprintf(h, "\x00%d", n)
+	sum := h.Sum(nil)
+	return int64(binary.LittleEndian.Uint64(sum[:8]) &^ (1 << 63))
+}
+
 // fixRandomID gives a send, forward or media send a random_id if it has
-// none.
-func fixRandomID(a *pb.Action) {
+// none: derived when derived is not 0, else drawn at random.
+func fixRandomID(a *pb.Action, derived int64) {
 	var b [8]byte
 	draw := func() int64 {
+		if derived != 0 {
+			return derived
+		}
 		if _, err := crand.Read(b[:]); err != nil {
 			return 0
 		}

@@ -624,3 +624,33 @@ func TestFloodWaitRetryDoesNotPayTwice(t *testing.T) {
 	require.Nil(t, results[0].GetError(), "sent after the wait, not refused")
 	require.Equal(t, []string{"only one"}, e.history(sandbox.UserPeer(carol.ID)))
 }
+
+// A plugin's send caused by a journaled event gets a random_id derived
+// from the plugin, the event and the content. Delivered again after a
+// crash (a second guard, as in the restarted runner) and answered the same
+// way, it reaches the chat once and the second call still succeeds; the
+// same text for another event, or a second identical send for the same
+// event, goes out.
+func TestRedeliveredEventSendsOnce(t *testing.T) {
+	e := newEnv(t, sandbox.Faults{}, nil)
+	ivy, peer := e.user("ivy")
+	e.wroteFirst(ivy)
+	answer := func(g *guard.Guard, seq uint64) {
+		t.Helper()
+		call := send(guard.PluginSource("p"), peer, "pong")
+		call.CauseSeq = seq
+		r := g.Wrap(e.wire).Execute(e.ctx, call)
+		require.Nil(t, r.GetError(), "%v", r.GetError())
+	}
+	first := e.guard(guard.Options{})
+	answer(first, 42)
+	require.NoError(t, first.Close(e.ctx))
+
+	again := e.guard(guard.Options{})
+	answer(again, 42)
+	require.Equal(t, []string{"pong"}, e.history(sandbox.UserPeer(ivy.ID)), "the redelivered event's answer is not sent twice")
+	answer(again, 43)
+	require.Equal(t, []string{"pong", "pong"}, e.history(sandbox.UserPeer(ivy.ID)), "another event's answer goes out")
+	answer(again, 43)
+	require.Equal(t, []string{"pong", "pong", "pong"}, e.history(sandbox.UserPeer(ivy.ID)), "a second identical send for one event goes out")
+}
