@@ -35,9 +35,6 @@ type latencySource interface {
 	ObserveLatency(func(plugin string, d time.Duration))
 }
 
-// Name is the account's key in the config.
-func (a *AccountOps) Name() string { return a.name }
-
 // Serve records that the account runs in this process from now on, over st
 // and stack (stack may be nil), and hooks ro so every journaled update is
 // counted and the session's start is seen. Call Stopped when Run returns.

@@ -245,7 +245,11 @@ func (o *Ops) pick(r *http.Request, all bool) ([]*AccountOps, int, error) {
 			return nil, http.StatusNotFound, o.unknownAccount(name)
 		}
 		if !a.view().held && o.opts.Leases != nil {
-			return nil, http.StatusConflict, fmt.Errorf("account %s does not run in this runner: %s", name, a.status(r.Context()).Ready.Problems[0])
+			where := "no runner holds it right now"
+			if h := a.status(r.Context()).HeldBy; h != "" {
+				where = "runner " + h + " holds it"
+			}
+			return nil, http.StatusConflict, fmt.Errorf("account %s does not run in this runner (%s): ask the runner that holds it, through its own control socket; pause and resume reach every runner", name, where)
 		}
 		return []*AccountOps{a}, 0, nil
 	}

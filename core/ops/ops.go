@@ -232,18 +232,12 @@ func (o *Ops) Account(name string) *AccountOps {
 	return nil
 }
 
-// Accounts are the ops of every configured account, in config order.
-func (o *Ops) Accounts() []*AccountOps { return slices.Clone(o.accounts) }
-
 // first is the single account's ops, for the one-account shortcuts below.
 func (o *Ops) first() *AccountOps { return o.accounts[0] }
 
 // Attach hooks the first account's ops into the runner's options (the
 // one-account runner); see AccountOps.Serve.
 func (o *Ops) Attach(ro *runner.Options) { o.first().attach(ro) }
-
-// ObserveEntries counts the first account's journaled updates by kind.
-func (o *Ops) ObserveEntries(entries []store.Entry) { o.first().ObserveEntries(entries) }
 
 // SessionUp records that the first account is logged in; see
 // AccountOps.SessionUp.
@@ -264,14 +258,6 @@ func (o *Ops) ConnectionState(state string) { o.first().ConnectionState(state) }
 
 // ConnectionDead records why the first account's connection died.
 func (o *Ops) ConnectionDead(err error) { o.first().ConnectionDead(err) }
-
-// FloodWait counts a FLOOD_WAIT the first account's client sat out.
-func (o *Ops) FloodWait(d time.Duration) { o.first().FloodWait(d) }
-
-// ObservePluginLatency feeds the first account's latency histogram.
-func (o *Ops) ObservePluginLatency(plugin string, d time.Duration) {
-	o.first().ObservePluginLatency(plugin, d)
-}
 
 // notifyReady tells systemd the runner is ready when the first account
 // comes up: the service has started its work.
