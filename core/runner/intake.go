@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gotd/td/telegram"
 	"github.com/gotd/td/tg"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -26,9 +27,7 @@ type Intake struct {
 	journal store.UpdatesJournal
 	peers   *peers.Cache
 	selfID  atomic.Int64
-	// managed is set while the updates manager runs. Before that gotd
-	// hands pushes to the handler unordered and without gap checks; they
-	// are dropped here and come back, in order, from getDifference.
+	// managed is set while the updates manager runs; see Gate.
 	managed atomic.Bool
 	log     *zap.Logger
 	now     func() time.Time
@@ -48,17 +47,31 @@ func NewIntake(account string, j store.UpdatesJournal, peers *peers.Cache, log *
 // SetSelf sets the account's own user id.
 func (in *Intake) SetSelf(id int64) { in.selfID.Store(id) }
 
-// SetManaged opens (true) or closes the intake: call it from the
-// manager's OnStart and when the manager stops.
+// SetManaged opens (true) or closes the gate: call it from the manager's
+// OnStart and when the manager stops.
 func (in *Intake) SetManaged(on bool) { in.managed.Store(on) }
 
-// Handle implements telegram.UpdateHandler.
+// Gate wraps the updates manager for the client and for RPC results. Until
+// the manager runs, gotd's manager passes pushes straight to its handler,
+// unordered and without gap checks. The gate drops them before they reach
+// the manager; they come back, in order, from getDifference. Checking here
+// rather than in Handle matters: a push that found the manager not started
+// could otherwise reach Handle after OnStart and be journaled ahead of the
+// startup difference, out of order.
+func (in *Intake) Gate(mgr telegram.UpdateHandler) telegram.UpdateHandler {
+	return telegram.UpdateHandlerFunc(func(ctx context.Context, u tg.UpdatesClass) error {
+		if !in.managed.Load() {
+			return nil
+		}
+		return mgr.Handle(ctx, u)
+	})
+}
+
+// Handle implements telegram.UpdateHandler for the updates manager, which
+// calls it in pts order once it runs (Gate keeps everything else out).
 func (in *Intake) Handle(ctx context.Context, u tg.UpdatesClass) error {
 	if err := in.journal.Failed(); err != nil {
 		return err
-	}
-	if !in.managed.Load() {
-		return nil
 	}
 	updates, users, chats, date := event.UpdatesOf(u)
 	if len(updates) == 0 {

@@ -192,13 +192,14 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}
 	opts.SessionStorage = r.store.Session()
-	opts.UpdateHandler = mgr
+	gated := r.intake.Gate(mgr)
+	opts.UpdateHandler = gated
 	opts.Logger = logging.Gotd(r.log.Named("mtproto"))
 	// Outermost first: RPC results reach the manager; then the global
 	// token bucket; then passing internal errors are retried (tdl's order);
 	// then flood waits are waited out next to the wire.
 	opts.Middlewares = []telegram.Middleware{
-		updatesHook(mgr.Handle),
+		updatesHook(gated.Handle),
 		hook.AffectedHook(mgr),
 		limiter,
 		retryInternal(retryAttempts, retryBase, r.log),
