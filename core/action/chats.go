@@ -2,6 +2,7 @@ package action
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -86,6 +87,9 @@ func (x *Executor) join(ctx context.Context, m *pb.JoinChat) (*pb.ActionResult, 
 		}
 		ch, _ := inputChannel(peer)
 		res, err = x.api.ChannelsJoinChannel(ctx, ch)
+		if errors.Is(err, ErrDoneEarlier) {
+			return chatResult(x.knownChat(ctx, t.Chat)), nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("join %s: %w", what, err)
 		}
@@ -96,6 +100,11 @@ func (x *Executor) join(ctx context.Context, m *pb.JoinChat) (*pb.ActionResult, 
 		}
 		what = "by invite link"
 		res, err = x.api.MessagesImportChatInvite(ctx, hash)
+		if errors.Is(err, ErrDoneEarlier) {
+			if c := x.invitedChat(ctx, hash); c != nil {
+				return chatResult(c), nil
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("join %s: %w", what, err)
 		}
@@ -131,6 +140,9 @@ func (x *Executor) leave(ctx context.Context, m *pb.LeaveChat) (*pb.ActionResult
 		res, err = x.api.ChannelsLeaveChannel(ctx, ch)
 	} else {
 		res, err = x.api.MessagesDeleteChatUser(ctx, &tg.MessagesDeleteChatUserRequest{ChatID: m.GetChat().Id, UserID: &tg.InputUserSelf{}})
+	}
+	if errors.Is(err, ErrDoneEarlier) {
+		return ok(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("leave %s: %w", peerString(m.GetChat()), err)

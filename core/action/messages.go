@@ -2,6 +2,7 @@ package action
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -205,17 +206,24 @@ func (x *Executor) edit(ctx context.Context, m *pb.EditMessage) (*pb.ActionResul
 	res, err := x.api.MessagesEditMessage(ctx, &tg.MessagesEditMessageRequest{
 		Peer: peer, ID: int(m.GetMessageId()), Message: st.text, Entities: ents,
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrDoneEarlier) {
 		return nil, fmt.Errorf("edit message %d in %s: %w", m.GetMessageId(), peerString(m.GetChat()), err)
 	}
-	msgs, users, chats, _ := sentMessages(res, nil)
-	x.remember(ctx, users, chats)
-	for _, msg := range msgs {
-		if msg.ID == int(m.GetMessageId()) {
-			outputEntities(msg, x.self())
-			return messageResult(event.MessageOf(msg, x.entities(users, chats))), nil
+	var users []tg.UserClass
+	var chats []tg.ChatClass
+	if err == nil {
+		var msgs []*tg.Message
+		msgs, users, chats, _ = sentMessages(res, nil)
+		x.remember(ctx, users, chats)
+		for _, msg := range msgs {
+			if msg.ID == int(m.GetMessageId()) {
+				outputEntities(msg, x.self())
+				return messageResult(event.MessageOf(msg, x.entities(users, chats))), nil
+			}
 		}
 	}
+	// The answer did not carry the message, or was lost: the message is
+	// what we asked it to become.
 	fb := shortSent(&tg.UpdateShortSentMessage{ID: int(m.GetMessageId())}, peerOfInput(peer, x.self()), x.self(), st.text, st.entities, 0, false)
 	fb.EditDate = int(time.Now().Unix())
 	outputEntities(fb, x.self())

@@ -228,3 +228,65 @@ func TestInternalErrorsRetriedOnce(t *testing.T) {
 		require.Never(t, func() bool { return pongs(tc.from) > 1 }, time.Second, 50*time.Millisecond, "one pong despite %s", tc.flaky.Error)
 	}
 }
+
+// An edit, join or leave whose first attempt went through but whose answer
+// was lost is repeated, and the repeat's "already so" answer
+// (MESSAGE_NOT_MODIFIED, USER_ALREADY_PARTICIPANT, USER_NOT_PARTICIPANT)
+// is reported as done, not as an error.
+func TestRepeatAfterLostAnswerIsDone(t *testing.T) {
+	e := newEnv(t)
+	stack, _ := e.runStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bob, err := e.sb.CreateUser(ctx, sandbox.UserSpec{Phone: "9996627778", FirstName: "Bob"})
+	require.NoError(t, err)
+	_, err = e.sb.CreateChannel(ctx, bob.ID, sandbox.ChannelSpec{Title: "Lost answers", Username: "lostanswers"})
+	require.NoError(t, err)
+	_, err = e.sb.As(e.alice.ID).SendText(ctx, sandbox.UserPeer(e.owner.ID), "hello")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return stack.Executor() != nil }, 10*time.Second, 10*time.Millisecond)
+	exec := func(a *pb.Action) *pb.ActionResult {
+		return stack.Executor().Execute(ctx, action.Call{Source: "runner", Action: a})
+	}
+	lose := func(method string) {
+		e.sb.SetFaults(sandbox.Faults{Flaky: map[string]sandbox.Flaky{method: {Error: "-503:Timeout", Times: 1, Done: true}}})
+	}
+	alice := &pb.Peer{Kind: pb.PeerKind_PEER_KIND_USER, Id: e.alice.ID}
+
+	var sent *pb.ActionResult
+	require.Eventually(t, func() bool {
+		sent = exec(&pb.Action{Kind: &pb.Action_Send{Send: &pb.SendMessage{Chat: alice, Text: "draft"}}})
+		return sent.GetError().GetCode() != pb.ErrorCode_ERROR_CODE_NOT_FOUND
+	}, 10*time.Second, 50*time.Millisecond, "alice known to the runner")
+	require.Nil(t, sent.GetError())
+	id := sent.GetMessage().GetId()
+
+	lose("messages.editMessage")
+	edited := exec(&pb.Action{Kind: &pb.Action_Edit{Edit: &pb.EditMessage{Chat: alice, MessageId: id, Text: "final"}}})
+	require.Nil(t, edited.GetError(), "edit done by the first attempt")
+	require.Equal(t, "final", edited.GetMessage().GetText())
+	history, err := e.sb.History(e.alice.ID, sandbox.UserPeer(e.owner.ID))
+	require.NoError(t, err)
+	require.Equal(t, "final", history[len(history)-1].Text)
+	require.True(t, history[len(history)-1].Edited)
+
+	resolved := exec(&pb.Action{Kind: &pb.Action_Resolve{Resolve: &pb.Resolve{Query: &pb.Resolve_Username{Username: "lostanswers"}}}})
+	require.Nil(t, resolved.GetError())
+	channel := resolved.GetChat().GetPeer()
+	require.NotNil(t, channel)
+	join := &pb.Action{Kind: &pb.Action_Join{Join: &pb.JoinChat{Target: &pb.JoinChat_Chat{Chat: channel}}}}
+	leave := &pb.Action{Kind: &pb.Action_Leave{Leave: &pb.LeaveChat{Chat: channel}}}
+
+	lose("channels.joinChannel")
+	joined := exec(join)
+	require.Nil(t, joined.GetError(), "join done by the first attempt")
+	require.Equal(t, channel.GetId(), joined.GetChat().GetPeer().GetId())
+	require.Equal(t, "Lost answers", joined.GetChat().GetTitle())
+	e.sb.SetFaults(sandbox.Faults{})
+	require.Contains(t, exec(join).GetError().GetRpcError(), "USER_ALREADY_PARTICIPANT", "a plain repeat is still an error")
+
+	lose("channels.leaveChannel")
+	require.Nil(t, exec(leave).GetError(), "leave done by the first attempt")
+	e.sb.SetFaults(sandbox.Faults{})
+	require.Contains(t, exec(leave).GetError().GetRpcError(), "USER_NOT_PARTICIPANT", "a plain repeat is still an error")
+}

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 	"github.com/gotd/td/tg"
 	"github.com/gotd/td/tgerr"
 	"go.uber.org/zap"
+
+	"github.com/tgrunner/tgrunner/core/action"
 )
 
 // Telegram's passing internal errors: the server had trouble, the request
@@ -46,13 +49,20 @@ func retryable(err error) bool {
 // them. A send carries a random_id fixed before the first attempt, so if
 // the first attempt was carried out and only its answer lost, the retry
 // is answered RANDOM_ID_DUPLICATE, which the action layer takes as sent:
-// nothing goes out twice.
+// nothing goes out twice. An edit, join or leave repeated that way gets
+// the answer for "already so" (MESSAGE_NOT_MODIFIED...), which comes back
+// marked action.ErrDoneEarlier.
 func retryInternal(attempts int, base time.Duration, log *zap.Logger) telegram.Middleware {
 	return telegram.MiddlewareFunc(func(next tg.Invoker) telegram.InvokeFunc {
 		return func(ctx context.Context, input bin.Encoder, output bin.Decoder) error {
 			wait := base
 			for attempt := 1; ; attempt++ {
 				err := next.Invoke(ctx, input, output)
+				if attempt > 1 && err != nil && action.DoneAnswer(methodID(input), err) {
+					// An earlier attempt went through and only its answer
+					// was lost: this is the repeat noticing.
+					return fmt.Errorf("%w: %w", action.ErrDoneEarlier, err)
+				}
 				if err == nil || attempt >= attempts || !retryable(err) {
 					return err
 				}
@@ -69,6 +79,13 @@ func retryInternal(attempts int, base time.Duration, log *zap.Logger) telegram.M
 			}
 		}
 	})
+}
+
+func methodID(input bin.Encoder) uint32 {
+	if t, ok := input.(interface{ TypeID() uint32 }); ok {
+		return t.TypeID()
+	}
+	return 0
 }
 
 func methodName(input bin.Encoder) string {
