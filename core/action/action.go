@@ -22,6 +22,10 @@ type Call struct {
 	Source   string
 	Action   *pb.Action
 	CauseSeq uint64
+	// Delivery tells apart the deliveries of the cause event to the
+	// source: the plugin host gives the number of the plugin's process,
+	// since an event is delivered again only to a new process.
+	Delivery int
 	// Label is what a plugin called the action (e.g. the rule that made it),
 	// for the audit log only: limits and budgets stay keyed on Source.
 	Label string

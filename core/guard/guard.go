@@ -151,7 +151,7 @@ type Guard struct {
 	slow      map[string]*slowMode
 	sendHold  time.Time // a FLOOD_WAIT on sending: no sends before this
 	dup       *dupTracker
-	sameSends map[[32]byte]int // identical sends per event so far; see eventRandomID
+	sameSends map[sameSend]int // identical sends per event delivery so far; see eventRandomID
 	live      map[string]*item // queued or running, by outbox id
 	throttles []AuditRecord    // most recent refusals, for Snapshot
 	prunedDay string
@@ -820,8 +820,9 @@ var errClosing = errors.New("the runner is stopping")
 // lease); a plugin answering it again then makes the same send with the
 // same id, and Telegram drops the copy (RANDOM_ID_DUPLICATE, taken as
 // sent) instead of the chat getting the answer twice. The n-th identical
-// send for one event gets the n-th id, so a plugin may still send the
-// same text twice on purpose.
+// send for one delivery of an event gets the n-th id, so a plugin may
+// still send the same text twice on purpose, and a new plugin process
+// the event is delivered to again (after a crash) starts from the first.
 func (g *Guard) eventRandomID(call action.Call) int64 {
 	if call.CauseSeq == 0 || call.Source == SourceOwner || call.Source == SourceRunner {
 		return 0
@@ -852,17 +853,24 @@ func (g *Guard) eventRandomID(call action.Call) int64 {
 	h.Write(body)
 	var key [32]byte
 	h.Sum(key[:0])
+	count := sameSend{key, call.Delivery}
 	g.mu.Lock()
 	if g.sameSends == nil || len(g.sameSends) > 100_000 {
 		// A bound, not a cache: events that old are not delivered again.
-		g.sameSends = map[[32]byte]int{}
+		g.sameSends = map[sameSend]int{}
 	}
-	n := g.sameSends[key]
-	g.sameSends[key] = n + 1
+	n := g.sameSends[count]
+	g.sameSends[count] = n + 1
 	g.mu.Unlock()
 	fmt.Fprintf(h, "\x00%d", n)
 	sum := h.Sum(nil)
 	return int64(binary.LittleEndian.Uint64(sum[:8]) &^ (1 << 63))
+}
+
+// sameSend counts identical sends for one delivery of an event.
+type sameSend struct {
+	send     [32]byte
+	delivery int
 }
 
 // fixRandomID gives a send, forward or media send a random_id if it has

@@ -2,6 +2,7 @@ package guard_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -627,30 +628,36 @@ func TestFloodWaitRetryDoesNotPayTwice(t *testing.T) {
 
 // A plugin's send caused by a journaled event gets a random_id derived
 // from the plugin, the event and the content. Delivered again after a
-// crash (a second guard, as in the restarted runner) and answered the same
-// way, it reaches the chat once and the second call still succeeds; the
-// same text for another event, or a second identical send for the same
-// event, goes out.
+// crash (a second guard, as in the restarted runner; or a new plugin
+// process in the same runner) and answered the same way, it reaches the
+// chat once and the second call still succeeds; the same text for another
+// event, or a second identical send for the same delivery, goes out.
 func TestRedeliveredEventSendsOnce(t *testing.T) {
 	e := newEnv(t, sandbox.Faults{}, nil)
 	ivy, peer := e.user("ivy")
 	e.wroteFirst(ivy)
-	answer := func(g *guard.Guard, seq uint64) {
+	answer := func(g *guard.Guard, seq uint64, delivery int) {
 		t.Helper()
 		call := send(guard.PluginSource("p"), peer, "pong")
-		call.CauseSeq = seq
+		call.CauseSeq, call.Delivery = seq, delivery
 		r := g.Wrap(e.wire).Execute(e.ctx, call)
 		require.Nil(t, r.GetError(), "%v", r.GetError())
 	}
+	pongs := func(n int) []string { return slices.Repeat([]string{"pong"}, n) }
 	first := e.guard(guard.Options{})
-	answer(first, 42)
+	answer(first, 42, 1)
 	require.NoError(t, first.Close(e.ctx))
 
 	again := e.guard(guard.Options{})
-	answer(again, 42)
-	require.Equal(t, []string{"pong"}, e.history(sandbox.UserPeer(ivy.ID)), "the redelivered event's answer is not sent twice")
-	answer(again, 43)
-	require.Equal(t, []string{"pong", "pong"}, e.history(sandbox.UserPeer(ivy.ID)), "another event's answer goes out")
-	answer(again, 43)
-	require.Equal(t, []string{"pong", "pong", "pong"}, e.history(sandbox.UserPeer(ivy.ID)), "a second identical send for one event goes out")
+	answer(again, 42, 1)
+	require.Equal(t, pongs(1), e.history(sandbox.UserPeer(ivy.ID)), "the redelivered event's answer is not sent twice")
+	answer(again, 43, 1)
+	require.Equal(t, pongs(2), e.history(sandbox.UserPeer(ivy.ID)), "another event's answer goes out")
+	answer(again, 43, 1)
+	require.Equal(t, pongs(3), e.history(sandbox.UserPeer(ivy.ID)), "a second identical send for one event goes out")
+	// The plugin crashed; its next process gets event 43 again and
+	// answers it the same way, twice.
+	answer(again, 43, 2)
+	answer(again, 43, 2)
+	require.Equal(t, pongs(3), e.history(sandbox.UserPeer(ivy.ID)), "a new process answering the event again sends nothing new")
 }

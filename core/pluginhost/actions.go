@@ -17,7 +17,7 @@ const (
 
 // execute answers one action call: kv_* from the KV store, everything else
 // through the permission check and then the Executor.
-func (in *instance) execute(ctx context.Context, req *pluginv1.ActionRequest) *pluginv1.ActionResult {
+func (in *instance) execute(ctx context.Context, req *pluginv1.ActionRequest, launch int) *pluginv1.ActionResult {
 	in.actions.Add(1)
 	info, err := describeAction(req.GetAction())
 	if err != nil {
@@ -42,7 +42,7 @@ func (in *instance) execute(ctx context.Context, req *pluginv1.ActionRequest) *p
 	}
 	// The plugin names the call, never the source: Plugin stays the
 	// instance name, whatever the label says.
-	res := in.h.opts.Executor.Execute(ctx, Call{Plugin: in.spec.Name, Action: req.GetAction(), CauseSeq: req.GetCauseSeq(), Label: label})
+	res := in.h.opts.Executor.Execute(ctx, Call{Plugin: in.spec.Name, Action: req.GetAction(), CauseSeq: req.GetCauseSeq(), Label: label, Launch: launch})
 	if res == nil {
 		return errorResult(pluginv1.ErrorCode_ERROR_CODE_INTERNAL, "the executor returned no result")
 	}

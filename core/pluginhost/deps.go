@@ -35,6 +35,10 @@ type Call struct {
 	Action *pluginv1.Action
 	// CauseSeq is the event that caused the action (0 if none).
 	CauseSeq uint64
+	// Launch is which process of the instance asked, from 1. An event
+	// delivered again after a crash goes to a new process, which answers
+	// it afresh.
+	Launch int
 	// Label is the plugin's own name for the call (e.g. the rule that made
 	// it), for the audit log only, already cleaned by the host (see
 	// CleanLabel). Limits and permissions stay keyed on Plugin.

@@ -69,15 +69,26 @@ func TestCrashingPluginIsRestartedAndOthersAreUnaffected(t *testing.T) {
 func TestHungPluginIsKilledAtItsDeadlineAndTheEventRedelivered(t *testing.T) {
 	s := spec(t, "hanger", "probe")
 	s.EventDeadline = 300 * time.Millisecond
+	s.Grants = pluginhost.Grants{Actions: []string{"send"}, Chats: []pluginhost.ChatRef{mustChat(t, "user:5")}}
 	e := start(t, pluginhost.Options{}, s)
 	feed := e.feeds.Get("hanger")
-	feed.Publish(text("before"))
+	feed.Publish(text("send user:5"))
 	feed.Publish(text("hang-once"))
 	began := time.Now()
 	for i := range 10 {
 		feed.Publish(text(fmt.Sprintf("after %d", i)))
 	}
+	feed.Publish(text("send user:5"))
 	e.waitAllAcked(t, "hanger")
+	// The executor learns which process asked: the guard counts identical
+	// answers to one event per process (see action.Call.Delivery).
+	var launches []int
+	for _, c := range e.exec.Calls() {
+		launches = append(launches, c.Launch)
+	}
+	if len(launches) < 2 || launches[0] != 1 || launches[len(launches)-1] != 2 {
+		t.Fatalf("want the sends from process 1 and then 2, got launches %v", launches)
+	}
 	if took := time.Since(began); took < s.EventDeadline {
 		t.Fatalf("hang handled in %s, before the %s deadline", took, s.EventDeadline)
 	}

@@ -34,6 +34,7 @@ type runEnd struct {
 // serves action calls.
 type run struct {
 	in      *instance
+	launch  int // which process of the instance this run talks to, from 1
 	stream  sessionStream
 	match   *matcher
 	alive   func() error // nil when alive; checks the process
@@ -81,6 +82,9 @@ func newRun(in *instance, stream sessionStream, m *matcher, alive func() error) 
 		sessionEnded: make(chan struct{}),
 		ended:        make(chan runEnd, 1),
 	}
+	in.mu.Lock()
+	r.launch = in.launches
+	in.mu.Unlock()
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r
 }
@@ -357,7 +361,7 @@ func (r *run) action(req *pluginv1.ActionRequest) {
 		defer r.actions.Add(-1)
 		// The host context, not the run's: an action the plugin asked for
 		// is carried out even if the plugin dies meanwhile.
-		res := r.in.execute(r.in.hostCtx, req)
+		res := r.in.execute(r.in.hostCtx, req, r.launch)
 		r.respond(req.GetId(), res)
 	}()
 }

@@ -336,7 +336,7 @@ func (h hostExecutor) Execute(ctx context.Context, call pluginhost.Call) *pb.Act
 	if res, ok := h.stack.control(ctx, call); ok {
 		return res
 	}
-	return h.next.Execute(ctx, action.Call{Source: guard.PluginSource(call.Plugin), Action: call.Action, CauseSeq: call.CauseSeq, Label: call.Label})
+	return h.next.Execute(ctx, action.Call{Source: guard.PluginSource(call.Plugin), Action: call.Action, CauseSeq: call.CauseSeq, Delivery: call.Launch, Label: call.Label})
 }
 
 // control serves the runner-control actions (the host has already checked
