@@ -33,6 +33,10 @@ func TestMain(m *testing.M) {
 		tplug.Serve(tplug.Plugin{Info: &pluginv1.PluginInfo{Name: os.Args[2], Version: "builtin", Sdk: "tplug"}})
 		return
 	}
+	if len(os.Args) >= 3 && os.Args[1] == "echo" {
+		echoChild(os.Args[2]) // BenchmarkCrossProcessFloor
+		return
+	}
 	dir, err := os.MkdirTemp("", "pluginhost-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
