@@ -184,11 +184,16 @@ func newReloadCmd() *cobra.Command {
 		Short: "Make the running runner re-read its config",
 		Long: `reload asks the running runner to re-read and validate its config file.
 An invalid config is refused and the old one keeps running. Only what
-changed is restarted; the session stays up. SIGHUP does the same.`,
+changed is restarted; the session stays up. SIGHUP does the same.
+The whole config is re-read and applied to every account the runner
+runs, so reload takes no --account.`,
 		Example: `  runner validate --config /etc/tgrunner/tgrunner.yaml && runner reload
   systemctl reload tgrunner`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name, _ := cmd.Flags().GetString("account"); name != "" {
+				return fmt.Errorf("--account %s: reload re-reads the whole config and applies it to every account this runner runs (only what changed restarts); run it without --account", name)
+			}
 			return askRunner(cmd, func(c *ops.Client) (ops.Result, error) { return c.Reload(cmd.Context()) })
 		},
 	}

@@ -273,6 +273,8 @@ func TestStatusAndControlAgainstLiveRunner(t *testing.T) {
 	_, _, err = e.cli(t, "reload")
 	require.NoError(t, err)
 	require.False(t, e.mustStatus(t).Guard.DryRun)
+	_, _, err = e.cli(t, "reload", "--account", "main")
+	require.ErrorContains(t, err, "--account main: reload re-reads the whole config")
 	c.Close()
 
 	// Plugins.
