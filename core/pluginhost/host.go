@@ -694,8 +694,10 @@ func (in *instance) finish(r *run, proc *process, graceful bool, reason string) 
 	r.close()
 	in.mu.Lock()
 	in.cur, in.curProc = nil, nil
-	in.st.PID = 0
 	in.mu.Unlock()
+	// The process is gone: never "running" without a PID, even for the
+	// moment before the caller says what comes next.
+	in.setState(StateStopped, func(st *Status) { st.PID = 0 })
 	// Write the acks taken so far now, so a restart redelivers only what
 	// the plugin did not handle.
 	if err := in.acker.flush(context.WithoutCancel(in.hostCtx)); err != nil {
