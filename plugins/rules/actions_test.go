@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -244,4 +245,19 @@ func advanceUntil(t *testing.T, f *fixture, n int) {
 		return false
 	}, 5*time.Second, 5*time.Millisecond)
 	require.Never(t, func() bool { return len(f.h.Calls("send")) > n }, 50*time.Millisecond, 10*time.Millisecond)
+}
+
+// A run that has finished no longer counts: with mode single, a trigger
+// that comes right after the previous run ended (its event acked) runs.
+func TestSingleModeRunsTheNextTriggerAfterARunEnds(t *testing.T) {
+	f := start(t, `
+  - id: echo
+    mode: single
+    triggers: [{trigger: message}]
+    actions: [{action: reply, text: "got {{ .Message.Text }}"}]
+`)
+	for i := range 300 {
+		text := fmt.Sprintf("m%d", i)
+		require.Equal(t, []string{"got " + text}, sends(f.h.Handle(sdktest.PrivateText(text))), "trigger %d", i)
+	}
 }

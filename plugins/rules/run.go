@@ -114,8 +114,11 @@ func (e *engine) launch(st *ruleState, c *sdk.Context, r *spec.Compiled, d *spec
 			c.Log().Warn("rule failed", "rule", r.ID, "error", err.Error())
 		}
 		cancel()
-		result <- err
+		// Finish before answering: once start returns the event is
+		// acked, and the next trigger must not find this run still
+		// counted (mode single would drop it).
 		e.finish(st, id, r)
+		result <- err
 	}()
 	return detached, result
 }
