@@ -463,4 +463,24 @@ func TestFleetPauseReachesEveryRunner(t *testing.T) {
 	for _, name := range names {
 		require.Equal(t, 2, e.pongs(name), "each .ping of %s answered once", name)
 	}
+
+	// Plugin commands about the account the other runner holds go to that
+	// runner through Redis.
+	var elsewhere string
+	for _, a := range st.Accounts {
+		if !a.Held {
+			elsewhere = a.Account.Name
+		}
+	}
+	require.NotEmpty(t, elsewhere)
+	holder := e.holderPid(elsewhere)
+	out = ctl("plugins", "restart", "ping", "--account", elsewhere)
+	require.Contains(t, out, "ping: restarting")
+	require.Contains(t, ctl("plugins", "list", "--account", elsewhere), "ping")
+	b, err := os.ReadFile(e.logs[holder])
+	require.NoError(t, err)
+	require.Contains(t, string(b), "Answered a control request relayed from another runner")
+	require.Contains(t, string(b), "Plugin control through the control socket")
+	e.ping(elsewhere)
+	e.waitPongs(3, 30*time.Second, elsewhere)
 }

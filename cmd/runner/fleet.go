@@ -47,6 +47,7 @@ func startFleetOps(ctx context.Context, cfg *config.Config, dir, path string, pr
 	if locker != nil {
 		f.pauses = lease.NewPauses(locker.Client(), locker.Prefix())
 		opts.Leases, opts.Holder, opts.Pauses = locker, locker.Holder(), f.pauses
+		opts.Relay = lease.NewRelay(locker.Client(), locker.Prefix(), locker.Holder())
 	}
 	o, err := ops.New(opts)
 	if err != nil {

@@ -159,7 +159,7 @@ func (o *Ops) controlHandler() http.Handler {
 	mux.HandleFunc("POST /v1/plugins/{name}/{verb}", o.handlePluginControl)
 	mux.HandleFunc("GET /v1/audit", o.handleAudit)
 	mux.HandleFunc("GET /v1/backup", o.handleBackup)
-	return mux
+	return o.relayed(mux)
 }
 
 // fleetAccounts are the accounts a fleet pause or resume is about: the one
@@ -245,11 +245,10 @@ func (o *Ops) pick(r *http.Request, all bool) ([]*AccountOps, int, error) {
 			return nil, http.StatusNotFound, o.unknownAccount(name)
 		}
 		if !a.view().held && o.opts.Leases != nil {
-			where := "no runner holds it right now"
 			if h := a.status(r.Context()).HeldBy; h != "" {
-				where = "runner " + h + " holds it"
+				return nil, http.StatusConflict, fmt.Errorf("account %s does not run in this runner (runner %s holds it): ask that runner through its own control socket", name, h)
 			}
-			return nil, http.StatusConflict, fmt.Errorf("account %s does not run in this runner (%s): ask the runner that holds it, through its own control socket; pause and resume reach every runner", name, where)
+			return nil, http.StatusConflict, fmt.Errorf("account %s does not run in any runner right now: try again once a runner holds it", name)
 		}
 		return []*AccountOps{a}, 0, nil
 	}

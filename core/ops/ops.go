@@ -91,6 +91,9 @@ type Options struct {
 	// Pauses, under leases, carry pause and resume to whichever runner
 	// holds each account.
 	Pauses FleetPauses
+	// Relay, under leases, carries the other control requests about an
+	// account another runner holds to that runner (Holder must be set).
+	Relay Relay
 	// Reloader serves `runner reload`; optional.
 	Reloader Reloader
 	Logger   *zap.Logger
@@ -310,6 +313,13 @@ func (o *Ops) Start(ctx context.Context) error {
 			}
 			o.socket = ln
 			o.serve(ctx, ln, o.controlHandler())
+		}
+	}
+	if o.opts.Relay != nil {
+		if err := o.serveRelay(ctx); err != nil {
+			// The runner works without it; requests about accounts held
+			// elsewhere then say where they run.
+			o.log.Warn("Other runners cannot relay control requests here", zap.Error(err))
 		}
 	}
 	o.wg.Add(1)
