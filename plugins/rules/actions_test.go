@@ -228,6 +228,8 @@ func TestModes(t *testing.T) {
 			want := append(append([]string{}, tc.first...), tc.later...)
 			advanceUntil(t, f, len(want))
 			require.ElementsMatch(t, want, texts(f.h.Calls("send")))
+			// Ended and cancelled runs leave nothing to resume.
+			require.Eventually(t, func() bool { return len(parkedKeys(f)) == 0 }, 5*time.Second, 10*time.Millisecond, "%v", parkedKeys(f))
 		})
 	}
 }
@@ -260,4 +262,69 @@ func TestSingleModeRunsTheNextTriggerAfterARunEnds(t *testing.T) {
 		text := fmt.Sprintf("m%d", i)
 		require.Equal(t, []string{"got " + text}, sends(f.h.Handle(sdktest.PrivateText(text))), "trigger %d", i)
 	}
+}
+
+// A run waiting when the plugin stops is kept in the plugin's store and
+// resumed by the next process: its remaining actions, in a called rule
+// too, run once when the wait ends, in the chat of the event that began
+// it. A run whose rule changed meanwhile is dropped, not resumed into
+// other actions.
+func TestWaitingRunSurvivesRestart(t *testing.T) {
+	rules := `
+  - id: later
+    triggers: [{trigger: command, command: later}]
+    actions:
+      - action: reply
+        text: "now"
+      - action: call
+        rule: tail
+      - action: reply
+        text: "done {{ .Rule.ID }}"
+  - id: tail
+    actions:
+      - action: wait
+        duration: 10m
+      - action: reply
+        text: "{{ .Message.Text }} at {{ .Now | date \"15:04\" }} from {{ .Rule.ID }}"
+`
+	f := start(t, rules)
+	require.Equal(t, []string{"now"}, sends(f.h.Handle(sdktest.PrivateText(".later"))))
+	kv := f.h.KV()
+	require.Len(t, parkedKeys(f), 1, "the waiting run is in the store: %v", kv)
+
+	// The next process, 4 minutes later, with the store the runner kept.
+	f2 := startAt(t, monday9.Add(4*time.Minute), rules)
+	for k, v := range kv {
+		f2.h.SetKV(k, v)
+	}
+	f2.startUp()
+	require.Never(t, func() bool { return len(f2.h.Calls("send")) > 0 }, 100*time.Millisecond, 10*time.Millisecond, "still waiting")
+	f2.h.Tick(6 * time.Minute)
+	got := texts(f2.h.WaitCalls("send", 2))
+	require.Equal(t, []string{".later at 09:10 from tail", "done later"}, got)
+	for _, c := range f2.h.Calls("send") {
+		require.Equal(t, sdktest.PrivateText("x").GetNewMessage().GetChat().GetPeer().GetId(), c.Action.GetSend().GetChat().GetId(), "in the triggering chat")
+	}
+	require.Eventually(t, func() bool { return len(parkedKeys(f2)) == 0 }, 5*time.Second, 10*time.Millisecond, "forgotten once resumed")
+
+	// The rule changed before the next start: the run is dropped.
+	f3 := startAt(t, monday9.Add(4*time.Minute), strings.Replace(rules, "duration: 10m", "duration: 20m", 1))
+	for k, v := range kv {
+		f3.h.SetKV(k, v)
+	}
+	f3.startUp()
+	f3.h.Tick(30 * time.Minute)
+	require.Never(t, func() bool { return len(f3.h.Calls("send")) > 0 }, 100*time.Millisecond, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return len(parkedKeys(f3)) == 0 }, 5*time.Second, 10*time.Millisecond, "the stale run is forgotten")
+}
+
+// parkedKeys lists the waiting runs in the plugin's store.
+func parkedKeys(f *fixture) []string {
+	var out []string
+	for k := range f.h.KV() {
+		if strings.HasPrefix(k, "parked/") {
+			out = append(out, k)
+		}
+	}
+	return out
 }

@@ -46,6 +46,9 @@ type engine struct {
 	peers  map[string]*pb.Peer // resolved @usernames
 	own    *recent             // messages the rules sent
 	once   sync.Once           // start-up work
+
+	process string       // names this process's parked runs
+	parks   atomic.Int64 // parked runs so far
 }
 
 // newEngine builds the plugin; a nil clock is the system clock (tests pass
@@ -56,6 +59,8 @@ func newEngine(clock sdk.Clock) *engine {
 		states: map[string]*ruleState{},
 		peers:  map[string]*pb.Peer{},
 		own:    newRecent(4096),
+
+		process: newProcessID(),
 	}
 	if e.clock == nil {
 		e.clock = systemClock{}
@@ -225,6 +230,9 @@ func (e *engine) onStartup(c *sdk.Context) error {
 		return nil
 	}
 	var errs []error
+	if err := e.resumeParked(c); err != nil {
+		errs = append(errs, err)
+	}
 	for _, r := range set.Rules {
 		if r.Disabled {
 			continue

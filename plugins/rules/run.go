@@ -30,6 +30,19 @@ type pendingRun struct {
 type run struct {
 	c      *sdk.Context
 	detach func()
+	// root is the rule the run began with; path is where it is: the
+	// action's position in root's actions, then in each called rule's.
+	root *spec.Compiled
+	path *[]int
+	// parkID names the run's record in the store while it waits.
+	parkID string
+	// chat stands in for the triggering chat in a run resumed after a
+	// restart, whose event is gone.
+	chat *pb.Peer
+}
+
+func (e *engine) newRun(c *sdk.Context, r *spec.Compiled) *run {
+	return &run{c: c, root: r, path: new([]int), parkID: e.newParkID(r)}
 }
 
 // errStop ends a run (and the runs that called it) without an error.
@@ -87,6 +100,13 @@ func (e *engine) start(c *sdk.Context, r *spec.Compiled, d *spec.Data) error {
 
 // launch starts a run; st.mu is held.
 func (e *engine) launch(st *ruleState, c *sdk.Context, r *spec.Compiled, d *spec.Data) (<-chan struct{}, <-chan error) {
+	x := e.newRun(c, r)
+	return e.launchRun(st, x, r, func(ctx context.Context) error { return e.runActions(ctx, x, r, d, 0) })
+}
+
+// launchRun runs body as run x of rule r; st.mu is held.
+func (e *engine) launchRun(st *ruleState, x *run, r *spec.Compiled, body func(context.Context) error) (<-chan struct{}, <-chan error) {
+	c := x.c
 	if st.cancels == nil {
 		st.cancels = map[int]context.CancelFunc{}
 	}
@@ -97,10 +117,10 @@ func (e *engine) launch(st *ruleState, c *sdk.Context, r *spec.Compiled, d *spec
 	st.running++
 	detached := make(chan struct{})
 	var once sync.Once
-	x := &run{c: c, detach: func() { once.Do(func() { close(detached) }) }}
+	x.detach = func() { once.Do(func() { close(detached) }) }
 	result := make(chan error, 1)
 	go func() {
-		err := e.runActions(ctx, x, r, d, 0)
+		err := body(ctx)
 		var stop *stopError
 		switch {
 		case errors.As(err, &stop):
@@ -139,10 +159,19 @@ func (e *engine) finish(st *ruleState, id int, r *spec.Compiled) {
 // runActions runs a rule's actions in order; the first failure ends the
 // run.
 func (e *engine) runActions(ctx context.Context, x *run, r *spec.Compiled, d *spec.Data, depth int) error {
-	for _, a := range r.Actions {
+	return e.runActionsFrom(ctx, x, r, d, depth, 0)
+}
+
+// runActionsFrom runs r's actions from position from on.
+func (e *engine) runActionsFrom(ctx context.Context, x *run, r *spec.Compiled, d *spec.Data, depth, from int) error {
+	for i, a := range r.Actions {
+		if i < from {
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		*x.path = append((*x.path)[:depth], i)
 		if err := e.do(ctx, x, r, a, d, depth); err != nil {
 			var stop *stopError
 			if errors.As(err, &stop) || errors.Is(err, context.Canceled) {
@@ -175,6 +204,9 @@ var errNoMessage = errors.New("needs a triggering message (this trigger has none
 
 // triggerChat is the chat of the triggering event.
 func triggerChat(x *run) (*pb.Peer, error) {
+	if x.chat != nil {
+		return x.chat, nil
+	}
 	p := x.c.ChatPeer()
 	if p == nil {
 		return nil, errors.New("needs a triggering chat (this trigger has none)")
@@ -295,17 +327,14 @@ func (e *engine) do(ctx context.Context, x *run, r *spec.Compiled, a *spec.CActi
 		}
 		return c.MarkRead(chat, d.Message.ID)
 	case spec.ActWait:
-		// The rest of the run goes on in the background.
-		x.detach()
+		// The rest of the run goes on in the background. It is kept in
+		// the store until the wait ends, so a restart resumes it, and
+		// only then is the event acknowledged.
 		t := e.clock.NewTimer(a.Duration.D())
 		defer t.Stop()
-		select {
-		case <-t.C():
-			d.Now = e.clock.Now().In(r.Location)
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		e.park(x, d, e.clock.Now().Add(a.Duration.D()))
+		x.detach()
+		return e.sleepOn(ctx, x, r, d, t.C())
 	case spec.ActCall:
 		if depth+1 >= spec.MaxCallDepth {
 			return fmt.Errorf("call %s: calls nested deeper than %d", a.Rule, spec.MaxCallDepth)
@@ -322,7 +351,9 @@ func (e *engine) do(ctx context.Context, x *run, r *spec.Compiled, a *spec.CActi
 		}
 		sub := *d
 		sub.Rule = spec.RuleData{ID: target.ID, Alias: target.Alias}
-		return e.runActions(ctx, &run{c: tc, detach: x.detach}, target, &sub, depth+1)
+		in := *x
+		in.c = tc
+		return e.runActions(ctx, &in, target, &sub, depth+1)
 	case spec.ActStop:
 		return &stopError{reason: a.Reason}
 	}
