@@ -328,3 +328,35 @@ func parkedKeys(f *fixture) []string {
 	}
 	return out
 }
+
+// A queued run that had not begun when the plugin stopped is kept too:
+// the next process finishes the waiting run, then runs the queued one.
+func TestQueuedRunSurvivesRestart(t *testing.T) {
+	rules := `
+  - id: slow
+    mode: queued
+    max: 5
+    triggers: [{trigger: message}]
+    actions:
+      - action: notify
+        text: "start {{ .Message.Text }}"
+      - action: wait
+        duration: 1m
+      - action: notify
+        text: "end {{ .Message.Text }}"
+`
+	f := start(t, rules)
+	f.h.Handle(sdktest.PrivateText("a"))
+	f.h.Handle(sdktest.PrivateText("b"))
+	require.Equal(t, []string{"start a"}, texts(f.h.Calls("send")))
+	require.Len(t, parkedKeys(f), 2, "the waiting run and the queued one are in the store")
+
+	f2 := startAt(t, monday9.Add(30*time.Second), rules)
+	for k, v := range f.h.KV() {
+		f2.h.SetKV(k, v)
+	}
+	f2.startUp()
+	advanceUntil(t, f2, 3)
+	require.Equal(t, []string{"end a", "start b", "end b"}, texts(f2.h.Calls("send")))
+	require.Eventually(t, func() bool { return len(parkedKeys(f2)) == 0 }, 5*time.Second, 10*time.Millisecond, "%v", parkedKeys(f2))
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tgrunner/tgrunner/plugins/rules/spec"
@@ -45,12 +46,16 @@ func newProcessID() string {
 }
 
 func (e *engine) newParkID(r *spec.Compiled) string {
-	return fmt.Sprintf("%s/%s/%d", e.process, r.ID, e.parks.Add(1))
+	// Numbered so that listing the store gives the order they began in.
+	return fmt.Sprintf("%s/%s/%09d", e.process, r.ID, e.parks.Add(1))
 }
 
 // chain lists the rules on path from root, checking that it leads through
-// calls to a wait.
+// calls to a wait. An empty path is a queued run that has not begun.
 func (e *engine) chain(root *spec.Compiled, path []int) ([]*spec.Compiled, error) {
+	if len(path) == 0 {
+		return []*spec.Compiled{root}, nil
+	}
 	set := e.set.Load()
 	rules := []*spec.Compiled{root}
 	cur := root
@@ -71,9 +76,6 @@ func (e *engine) chain(root *spec.Compiled, path []int) ([]*spec.Compiled, error
 		cur = set.ByID[a.Rule]
 		rules = append(rules, cur)
 	}
-	if len(path) == 0 {
-		return nil, errors.New("empty path")
-	}
 	return rules, nil
 }
 
@@ -87,7 +89,8 @@ func fingerprint(rules []*spec.Compiled) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// park records run x, waiting until until with data d.
+// park records run x, waiting until until with data d (or, with no
+// position yet, queued).
 func (e *engine) park(x *run, d *spec.Data, until time.Time) {
 	path := append([]int(nil), (*x.path)...)
 	rules, err := e.chain(x.root, path)
@@ -105,7 +108,9 @@ func (e *engine) park(x *run, d *spec.Data, until time.Time) {
 	}
 	if err != nil {
 		x.c.Log().Warn("a waiting run is not kept across restarts", "rule", x.root.ID, "error", err.Error())
+		return
 	}
+	x.stored.Store(true)
 }
 
 // unpark forgets run x's record: its wait ended, or it was cancelled.
@@ -177,16 +182,28 @@ func (e *engine) resumeParked(c *sdk.Context) error {
 			_ = c.KV().Delete(key)
 			continue
 		}
-		x := &run{c: c.WithLabel(r.ID), root: r, path: new([]int), parkID: id}
+		x := &run{c: c.WithLabel(r.ID), root: r, path: new([]int), parkID: id, stored: new(atomic.Bool)}
 		if rec.Chat != "" {
 			if x.chat, err = sdk.ParsePeer(rec.Chat); err != nil {
 				x.chat = nil
 			}
 		}
-		c.Log().Info("resuming a run left waiting by the last start", "rule", r.ID, "resume_at", rec.ResumeAt.Format(time.RFC3339))
+		x.stored.Store(true)
 		st := e.state(r.ID)
 		st.mu.Lock()
-		e.launchRun(st, x, r, func(ctx context.Context) error { return e.resume(ctx, x, rules, rec) })
+		if len(rec.Path) == 0 {
+			// Queued and not begun: it takes its turn again.
+			c.Log().Info("running a run left queued by the last start", "rule", r.ID)
+			d := rec.Data
+			if st.running > 0 {
+				st.queue = append(st.queue, pendingRun{x: x, data: &d})
+			} else {
+				e.launchRun(st, x, r, func(ctx context.Context) error { return e.runActions(ctx, x, r, &d, 0) })
+			}
+		} else {
+			c.Log().Info("resuming a run left waiting by the last start", "rule", r.ID, "resume_at", rec.ResumeAt.Format(time.RFC3339))
+			e.launchRun(st, x, r, func(ctx context.Context) error { return e.resume(ctx, x, rules, rec) })
+		}
 		st.mu.Unlock()
 	}
 	return nil

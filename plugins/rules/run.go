@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tgrunner/tgrunner/plugins/rules/spec"
@@ -22,7 +23,7 @@ type ruleState struct {
 }
 
 type pendingRun struct {
-	c    *sdk.Context
+	x    *run
 	data *spec.Data
 }
 
@@ -39,10 +40,13 @@ type run struct {
 	// chat stands in for the triggering chat in a run resumed after a
 	// restart, whose event is gone.
 	chat *pb.Peer
+	// stored is set while the run may have a record in the store (shared
+	// by the copies a call makes).
+	stored *atomic.Bool
 }
 
 func (e *engine) newRun(c *sdk.Context, r *spec.Compiled) *run {
-	return &run{c: c, root: r, path: new([]int), parkID: e.newParkID(r)}
+	return &run{c: c, root: r, path: new([]int), parkID: e.newParkID(r), stored: new(atomic.Bool)}
 }
 
 // errStop ends a run (and the runs that called it) without an error.
@@ -75,7 +79,11 @@ func (e *engine) start(c *sdk.Context, r *spec.Compiled, d *spec.Data) error {
 				c.Log().Warn("rule queue full; trigger dropped (mode: queued)", "rule", r.ID, "max", r.Max)
 				return nil
 			}
-			st.queue = append(st.queue, pendingRun{c: c, data: d})
+			// Kept in the store before the event is acknowledged, so a
+			// restart runs it rather than forgetting it.
+			x := e.newRun(c, r)
+			e.park(x, d, time.Time{})
+			st.queue = append(st.queue, pendingRun{x: x, data: d})
 			st.mu.Unlock()
 			return nil
 		}
@@ -134,6 +142,9 @@ func (e *engine) launchRun(st *ruleState, x *run, r *spec.Compiled, body func(co
 			c.Log().Warn("rule failed", "rule", r.ID, "error", err.Error())
 		}
 		cancel()
+		if x.stored.Load() && c.Err() == nil {
+			e.unpark(x) // ended here; one stopped with the plugin resumes
+		}
 		// Finish before answering: once start returns the event is
 		// acked, and the next trigger must not find this run still
 		// counted (mode single would drop it).
@@ -152,7 +163,7 @@ func (e *engine) finish(st *ruleState, id int, r *spec.Compiled) {
 	if len(st.queue) > 0 && st.running == 0 {
 		next := st.queue[0]
 		st.queue = st.queue[1:]
-		e.launch(st, next.c, r, next.data)
+		e.launchRun(st, next.x, r, func(ctx context.Context) error { return e.runActions(ctx, next.x, r, next.data, 0) })
 	}
 }
 
