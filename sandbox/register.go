@@ -10,6 +10,7 @@ func (s *Server) registerHandlers() {
 	s.registerMessages()
 	s.registerActions()
 	s.registerChats()
+	s.registerInvites()
 	s.registerMedia()
 }
 

@@ -97,6 +97,7 @@ type Server struct {
 	byUsername    map[string]peerKey
 	groups        map[int64]*basicGroup
 	channels      map[int64]*channel
+	invites       map[string]peerKey // invite link hash → group or channel
 	nextUserID    int64
 	nextChatID    int64
 	nextChannelID int64
@@ -144,6 +145,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		byUsername:    map[string]peerKey{},
 		groups:        map[int64]*basicGroup{},
 		channels:      map[int64]*channel{},
+		invites:       map[string]peerKey{},
 		nextUserID:    1000000,
 		nextChatID:    4000,
 		nextChannelID: 1000000000,

@@ -289,4 +289,19 @@ func TestRepeatAfterLostAnswerIsDone(t *testing.T) {
 	require.Nil(t, exec(leave).GetError(), "leave done by the first attempt")
 	e.sb.SetFaults(sandbox.Faults{})
 	require.Contains(t, exec(leave).GetError().GetRpcError(), "USER_NOT_PARTICIPANT", "a plain repeat is still an error")
+
+	// Joining a private channel by its invite link: the chat comes from
+	// messages.checkChatInvite once the repeat finds the account in.
+	private, err := e.sb.CreateChannel(ctx, bob.ID, sandbox.ChannelSpec{Title: "Lost invite"})
+	require.NoError(t, err)
+	link, err := e.sb.InviteLink(ctx, bob.ID, sandbox.ChannelPeer(private))
+	require.NoError(t, err)
+	byLink := &pb.Action{Kind: &pb.Action_Join{Join: &pb.JoinChat{Target: &pb.JoinChat_InviteLink{InviteLink: link}}}}
+	lose("messages.importChatInvite")
+	joined = exec(byLink)
+	require.Nil(t, joined.GetError(), "join by link done by the first attempt")
+	require.Equal(t, private, joined.GetChat().GetPeer().GetId())
+	require.Equal(t, "Lost invite", joined.GetChat().GetTitle())
+	e.sb.SetFaults(sandbox.Faults{})
+	require.Contains(t, exec(byLink).GetError().GetRpcError(), "USER_ALREADY_PARTICIPANT", "a plain repeat is still an error")
 }
