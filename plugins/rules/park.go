@@ -115,6 +115,7 @@ func (e *engine) park(x *run, d *spec.Data, until time.Time) {
 
 // unpark forgets run x's record: its wait ended, or it was cancelled.
 func (e *engine) unpark(x *run) {
+	x.stored.Store(false)
 	if err := x.c.KV().Delete(parkedPrefix + x.parkID); err != nil {
 		x.c.Log().Warn("forgetting a waiting run", "rule", x.root.ID, "error", err.Error())
 	}
