@@ -57,7 +57,7 @@ func (o *Ops) relayed(next http.Handler) http.Handler {
 			if errors.Is(err, lease.ErrNotListening) {
 				code = http.StatusServiceUnavailable
 			}
-			writeError(w, code, "account %s runs in runner %s, and the request could not reach it: %v", name, holder, err)
+			writeError(w, code, "account %s runs in runner %s, and the request could not reach it: %v; check that runner (runner status shows every holder) and try again, or ask it through its own control socket", name, holder, err)
 			return
 		}
 		if resp.ContentType != "" {

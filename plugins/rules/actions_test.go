@@ -193,9 +193,10 @@ func TestTemplateTruncatesLongText(t *testing.T) {
 	require.Len(t, []rune(sends(out)[0]), 4096)
 }
 
-func TestModes(t *testing.T) {
-	rule := func(mode string) string {
-		return `
+// slowRule notifies at the start of a run and again after a minute's
+// wait, under the given mode (with its options on following lines).
+func slowRule(mode string) string {
+	return `
   - id: slow
     mode: ` + mode + `
     triggers: [{trigger: message}]
@@ -207,7 +208,9 @@ func TestModes(t *testing.T) {
       - action: notify
         text: "end {{ .Message.Text }}"
 `
-	}
+}
+
+func TestModes(t *testing.T) {
 	for _, tc := range []struct {
 		mode string
 		// What was sent after three messages a, b, c in three chats, and
@@ -220,7 +223,7 @@ func TestModes(t *testing.T) {
 		{"parallel\n    max: 2", []string{"start a", "start b"}, []string{"end a", "end b"}},
 	} {
 		t.Run(strings.Fields(tc.mode)[0], func(t *testing.T) {
-			f := start(t, rule(tc.mode))
+			f := start(t, slowRule(tc.mode))
 			for _, ev := range []*pb.Event{sdktest.PrivateText("a"), sdktest.GroupText("b"), sdktest.SupergroupText("c")} {
 				f.h.Handle(ev)
 			}
@@ -332,19 +335,7 @@ func parkedKeys(f *fixture) []string {
 // A queued run that had not begun when the plugin stopped is kept too:
 // the next process finishes the waiting run, then runs the queued one.
 func TestQueuedRunSurvivesRestart(t *testing.T) {
-	rules := `
-  - id: slow
-    mode: queued
-    max: 5
-    triggers: [{trigger: message}]
-    actions:
-      - action: notify
-        text: "start {{ .Message.Text }}"
-      - action: wait
-        duration: 1m
-      - action: notify
-        text: "end {{ .Message.Text }}"
-`
+	rules := slowRule("queued\n    max: 5")
 	f := start(t, rules)
 	f.h.Handle(sdktest.PrivateText("a"))
 	f.h.Handle(sdktest.PrivateText("b"))
